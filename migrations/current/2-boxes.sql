@@ -1,0 +1,1 @@
+-- 2-boxes: work in progress (see docs/development.md)

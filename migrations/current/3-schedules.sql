@@ -1,0 +1,1 @@
+-- 3-schedules: work in progress (see docs/development.md)

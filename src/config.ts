@@ -1,0 +1,194 @@
+/**
+ * Configuration, read once from environment variables and validated before
+ * anything starts. A missing or malformed value stops the process with one
+ * line naming the variable (see `ConfigError` in `src/main.ts`).
+ */
+import path from "node:path";
+
+export class ConfigError extends Error {}
+
+export type NodeEnv = "development" | "test" | "production";
+
+export interface DatabaseConfig {
+  /** Owner connection: migrations, worker, bridge, trusted functions. */
+  ownerUrl: string;
+  /** Authenticator connection (noinherit): every GraphQL request. */
+  authUrl: string;
+  /** Superuser connection: role and database set-up, resets, tests. */
+  rootUrl: string | null;
+  /** Shadow database for `graphile-migrate commit` (development only). */
+  shadowUrl: string | null;
+}
+
+export interface Config {
+  nodeEnv: NodeEnv;
+  isProduction: boolean;
+  logLevel: string;
+  host: string;
+  port: number;
+  /** Role every GraphQL request runs as. */
+  visitorRole: string;
+  /** `null` when DATABASE_URL is unset: the embedded PostgreSQL is used (see src/db/embedded.ts). */
+  database: DatabaseConfig | null;
+  /** Where the embedded PostgreSQL keeps its data when DATABASE_URL is unset. */
+  dataDir: string;
+  embeddedPgPort: number;
+  /** Run pending migrations at start-up (always true for the embedded database). */
+  migrateOnStart: boolean;
+  redisUrl: string | null;
+  /** statement_timeout for every GraphQL request, in milliseconds. */
+  statementTimeoutMs: number;
+  /** Largest accepted GraphQL request body, in bytes. */
+  maxRequestBytes: number;
+  workerConcurrency: number;
+  /** How long a SIGTERM may take before the process gives up draining. */
+  shutdownTimeoutMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === "" ? undefined : value;
+}
+
+function postgresUrl(env: Env, name: string): string | undefined {
+  const value = read(env, name);
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${name} is not a valid URL (expected postgres://user:password@host:port/database)`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(`${name} must start with postgres:// (got ${url.protocol}//)`);
+  }
+  if (!url.username || url.pathname.length <= 1) {
+    throw new ConfigError(`${name} must name a user and a database (postgres://user:password@host:port/database)`);
+  }
+  return value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = read(env, name);
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max} (got "${value}")`);
+  }
+  return Number(value);
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const value = read(env, name)?.toLowerCase();
+  if (value === undefined) return fallback;
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  if (["0", "false", "no", "off"].includes(value)) return false;
+  throw new ConfigError(`${name} must be true or false (got "${value}")`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const value = read(env, name);
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(", ")} (got "${value}")`);
+  }
+  return value as T;
+}
+
+function roleName(env: Env, name: string, fallback: string): string {
+  const value = read(env, name) ?? fallback;
+  if (!ROLE_NAME.test(value)) {
+    throw new ConfigError(`${name} must be a lower-case PostgreSQL identifier (got "${value}")`);
+  }
+  return value;
+}
+
+/** The user name in a connection string, which is the role it logs in as. */
+export function userOf(connectionString: string): string {
+  return decodeURIComponent(new URL(connectionString).username);
+}
+
+/** The database name in a connection string. */
+export function databaseOf(connectionString: string): string {
+  return decodeURIComponent(new URL(connectionString).pathname.slice(1));
+}
+
+/** The same server and credentials, another database. */
+export function withDatabase(connectionString: string, database: string): string {
+  const url = new URL(connectionString);
+  url.pathname = `/${encodeURIComponent(database)}`;
+  return url.toString();
+}
+
+function databaseConfig(env: Env): DatabaseConfig | null {
+  const ownerUrl = postgresUrl(env, "DATABASE_URL");
+  const authUrl = postgresUrl(env, "AUTH_DATABASE_URL");
+  const rootUrl = postgresUrl(env, "ROOT_DATABASE_URL") ?? null;
+  const shadowUrl = postgresUrl(env, "SHADOW_DATABASE_URL") ?? null;
+  if (ownerUrl === undefined) {
+    if (authUrl !== undefined) {
+      throw new ConfigError("AUTH_DATABASE_URL is set but DATABASE_URL is not: set both, or neither for the embedded database");
+    }
+    return null;
+  }
+  if (authUrl === undefined) {
+    throw new ConfigError("AUTH_DATABASE_URL is required when DATABASE_URL is set (the authenticator role's connection)");
+  }
+  if (databaseOf(ownerUrl) !== databaseOf(authUrl)) {
+    throw new ConfigError("DATABASE_URL and AUTH_DATABASE_URL must point at the same database");
+  }
+  for (const [name, url] of [["DATABASE_URL", ownerUrl], ["AUTH_DATABASE_URL", authUrl]] as const) {
+    if (!ROLE_NAME.test(userOf(url))) {
+      throw new ConfigError(`${name}'s user must be a lower-case PostgreSQL identifier (got "${userOf(url)}")`);
+    }
+  }
+  if (userOf(ownerUrl) === userOf(authUrl)) {
+    throw new ConfigError("DATABASE_URL and AUTH_DATABASE_URL must use different roles (owner and authenticator)");
+  }
+  return { ownerUrl, authUrl, rootUrl, shadowUrl };
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnv = oneOf(env, "NODE_ENV", ["development", "test", "production"] as const, "development");
+  const isProduction = nodeEnv === "production";
+  const database = databaseConfig(env);
+  if (database === null && isProduction) {
+    throw new ConfigError("DATABASE_URL is required in production (the embedded database is for development)");
+  }
+  const redisUrl = read(env, "REDIS_URL") ?? null;
+  if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) {
+    throw new ConfigError(`REDIS_URL must start with redis:// or rediss:// (got "${redisUrl}")`);
+  }
+  const logLevel = oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const, "info");
+  return {
+    nodeEnv,
+    isProduction,
+    logLevel,
+    visitorRole: roleName(env, "DATABASE_VISITOR", "agentplane_visitor"),
+    host: read(env, "HOST") ?? "127.0.0.1",
+    port: integer(env, "PORT", 3000, 0, 65535),
+    database,
+    dataDir: path.resolve(read(env, "DATA_DIR") ?? ".data"),
+    embeddedPgPort: integer(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
+    migrateOnStart: database === null || boolean(env, "MIGRATE_ON_START", !isProduction),
+    redisUrl,
+    statementTimeoutMs: integer(env, "STATEMENT_TIMEOUT_MS", 10_000, 100, 3_600_000),
+    maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 102_400, 1_024, 100 * 1024 * 1024),
+    workerConcurrency: integer(env, "WORKER_CONCURRENCY", 4, 1, 100),
+    shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 8_000, 100, 600_000),
+  };
+}
+
+/** Runs `fn`; a ConfigError it throws ends the process with one line on stderr and exit code 1. */
+export function orExitOnConfigError<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`agentplane: configuration error: ${error.message}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,46 @@
+import { describe, expect, test } from "@jest/globals";
+import { ConfigError, loadConfig } from "../src/config.ts";
+
+const external = {
+  DATABASE_URL: "postgres://owner:secret@db.example:5432/agentplane",
+  AUTH_DATABASE_URL: "postgres://authenticator:secret@db.example:5432/agentplane",
+};
+
+describe("loadConfig", () => {
+  test("defaults to the embedded database in development", () => {
+    const config = loadConfig({});
+    expect(config.database).toBeNull();
+    expect(config.nodeEnv).toBe("development");
+    expect(config.port).toBe(3000);
+    expect(config.migrateOnStart).toBe(true);
+    expect(config.visitorRole).toBe("agentplane_visitor");
+  });
+
+  test("reads a configured database", () => {
+    const config = loadConfig({ ...external, PORT: "8080", NODE_ENV: "production" });
+    expect(config.database).toMatchObject({ ownerUrl: external.DATABASE_URL, authUrl: external.AUTH_DATABASE_URL, rootUrl: null });
+    expect(config.port).toBe(8080);
+    expect(config.isProduction).toBe(true);
+    expect(config.migrateOnStart).toBe(false);
+  });
+
+  test.each([
+    [{ PORT: "eighty" }, /PORT must be a whole number/],
+    [{ PORT: "70000" }, /PORT must be a whole number from 0 to 65535/],
+    [{ NODE_ENV: "staging" }, /NODE_ENV must be one of development, test, production/],
+    [{ NODE_ENV: "production" }, /DATABASE_URL is required in production/],
+    [{ DATABASE_URL: "not a url", AUTH_DATABASE_URL: external.AUTH_DATABASE_URL }, /DATABASE_URL is not a valid URL/],
+    [{ DATABASE_URL: "mysql://a:b@h/db", AUTH_DATABASE_URL: external.AUTH_DATABASE_URL }, /must start with postgres:\/\//],
+    [{ DATABASE_URL: external.DATABASE_URL }, /AUTH_DATABASE_URL is required/],
+    [{ AUTH_DATABASE_URL: external.AUTH_DATABASE_URL }, /DATABASE_URL is not/],
+    [{ ...external, AUTH_DATABASE_URL: "postgres://owner:x@db.example/agentplane" }, /must use different roles/],
+    [{ ...external, AUTH_DATABASE_URL: "postgres://authenticator:x@db.example/other" }, /same database/],
+    [{ REDIS_URL: "localhost:6379" }, /REDIS_URL must start with redis:\/\//],
+    [{ DATABASE_VISITOR: "Visitor; drop table x" }, /DATABASE_VISITOR must be a lower-case PostgreSQL identifier/],
+    [{ MIGRATE_ON_START: "maybe", ...external }, /MIGRATE_ON_START must be true or false/],
+    [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
+  ])("refuses %j with a clear message", (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+});
