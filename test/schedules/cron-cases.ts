@@ -1,0 +1,35 @@
+/** Cron schedules both validators (TypeScript and SQL) must agree on, word for word. */
+export const ACCEPTED = [
+  "* * * * *",
+  "*/15 * * * *",
+  "0 9 * * 1-5",
+  "0,30 8-18/2 * * *",
+  "5/10 * * * *",
+  "0 0 1,15 * *",
+  "0 0 * JAN-MAR mon",
+  "0 0 * * 7",
+  "  0   12  *  *  sun ",
+  "0 0 29 2 *",
+  "0 0 31 2 1",
+];
+
+export const REFUSED: Array<[string, string]> = [
+  ["* * * *", "expected 5 fields (minute hour day month weekday), got 4"],
+  ["* * * * * *", "expected 5 fields (minute hour day month weekday), got 6"],
+  ["", "expected 5 fields (minute hour day month weekday), got 0"],
+  ["60 * * * *", "minute: 60 is outside 0-59"],
+  ["* 24 * * *", "hour: 24 is outside 0-23"],
+  ["* * 0 * *", "day of month: 0 is outside 1-31"],
+  ["* * * 13 *", "month: 13 is outside 1-12"],
+  ["* * * * 8", "day of week: 8 is outside 0-7"],
+  ["*/0 * * * *", "minute: a step must be from 1 to 59"],
+  ["10-5 * * * *", "minute: the range 10-5 runs backwards"],
+  ["0 0 L * *", 'day of month: "L" is not a number'],
+  ["0 0 * * 1#2", 'day of week: "1#2" is not a value, a range, * or a step'],
+  ["H * * * *", 'minute: "H" is not a number'],
+  ["? * * * *", 'minute: "?" is not a value, a range, * or a step'],
+  ["@daily", "expected 5 fields (minute hour day month weekday), got 1"],
+  ["* * * FOO *", 'month: "FOO" is not a number or a name'],
+  ["0 0 30,31 2 *", "no month selected has the days selected: the schedule would never run"],
+  ["1,,2 * * * *", 'minute: "" is not a value, a range, * or a step'],
+];
