@@ -3,6 +3,8 @@
  * anything starts. A missing or malformed value stops the process with one
  * line naming the variable (see `ConfigError` in `src/main.ts`).
  */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 export class ConfigError extends Error {}
@@ -43,6 +45,41 @@ export interface Config {
   workerConcurrency: number;
   /** How long a SIGTERM may take before the process gives up draining. */
   shutdownTimeoutMs: number;
+  /**
+   * Encrypts secret values in the database (notification channel secrets,
+   * webhook signing secrets) with pgcrypto. Passed to SQL as a query
+   * parameter by trusted code only; never stored in the database.
+   */
+  encryptionKey: string;
+  schedules: ScheduleConfig;
+  notifications: NotificationConfig;
+}
+
+export interface ScheduleConfig {
+  /** A run that starts later than this after its time was missed (downtime): its cron job's catch-up policy applies. */
+  missedAfterMs: number;
+  /** An agent whose heartbeat is this many intervals late becomes `inactive`. */
+  agentOfflineAfterIntervals: number;
+}
+
+export interface SmtpServerConfig {
+  host: string;
+  port: number;
+  secure: boolean;
+  user: string | null;
+  password: string | null;
+}
+
+export interface NotificationConfig {
+  /** Attempts per delivery (notifications, webhooks, cloud agents) before giving up; graphile-worker spaces them exponentially. */
+  maxAttempts: number;
+  /** Time-out of one delivery attempt. */
+  timeoutMs: number;
+  /** Telegram Bot API base URL. */
+  telegramApiUrl: string;
+  /** The SMTP server for email channels that name none. */
+  smtp: SmtpServerConfig | null;
+  smtpFrom: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -106,6 +143,61 @@ function roleName(env: Env, name: string, fallback: string): string {
   return value;
 }
 
+function httpUrl(env: Env, name: string, fallback: string): string {
+  const value = read(env, name) ?? fallback;
+  if (!/^https?:\/\/[^\s]+$/.test(value)) throw new ConfigError(`${name} must be an http(s) URL (got "${value}")`);
+  return value;
+}
+
+function smtpServer(env: Env): SmtpServerConfig | null {
+  const value = read(env, "SMTP_URL");
+  if (value === undefined) return null;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError("SMTP_URL is not a valid URL (expected smtp://user:password@host:port or smtps://...)");
+  }
+  if (url.protocol !== "smtp:" && url.protocol !== "smtps:") {
+    throw new ConfigError(`SMTP_URL must start with smtp:// or smtps:// (got ${url.protocol}//)`);
+  }
+  const secure = url.protocol === "smtps:";
+  return {
+    host: url.hostname,
+    port: url.port === "" ? (secure ? 465 : 587) : Number(url.port),
+    secure,
+    user: url.username === "" ? null : decodeURIComponent(url.username),
+    password: url.password === "" ? null : decodeURIComponent(url.password),
+  };
+}
+
+/**
+ * ENCRYPTION_KEY, required in production. Elsewhere a missing key is made once
+ * and kept in `<DATA_DIR>/encryption.key` (mode 600), so that development data
+ * stays readable across restarts.
+ */
+function encryptionKey(env: Env, isProduction: boolean, dataDir: string): string {
+  const value = read(env, "ENCRYPTION_KEY");
+  if (value !== undefined) {
+    if (value.length < 32) throw new ConfigError("ENCRYPTION_KEY must be at least 32 characters (e.g. openssl rand -base64 32)");
+    return value;
+  }
+  if (isProduction) throw new ConfigError("ENCRYPTION_KEY is required in production (at least 32 characters, e.g. openssl rand -base64 32)");
+  const file = path.join(dataDir, "encryption.key");
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    mkdirSync(dataDir, { recursive: true });
+    try {
+      writeFileSync(file, randomBytes(32).toString("base64url") + "\n", { mode: 0o600, flag: "wx" });
+    } catch (error) {
+      // Another process made it first: use theirs.
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    return readFileSync(file, "utf8").trim();
+  }
+}
+
 /** The user name in a connection string, which is the role it logs in as. */
 export function userOf(connectionString: string): string {
   return decodeURIComponent(new URL(connectionString).username);
@@ -162,6 +254,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) {
     throw new ConfigError(`REDIS_URL must start with redis:// or rediss:// (got "${redisUrl}")`);
   }
+  const dataDir = path.resolve(read(env, "DATA_DIR") ?? ".data");
   const logLevel = oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const, "info");
   return {
     nodeEnv,
@@ -171,7 +264,7 @@ export function loadConfig(env: Env = process.env): Config {
     host: read(env, "HOST") ?? "127.0.0.1",
     port: integer(env, "PORT", 3000, 0, 65535),
     database,
-    dataDir: path.resolve(read(env, "DATA_DIR") ?? ".data"),
+    dataDir,
     embeddedPgPort: integer(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
     migrateOnStart: database === null || boolean(env, "MIGRATE_ON_START", !isProduction),
     redisUrl,
@@ -179,6 +272,18 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 102_400, 1_024, 100 * 1024 * 1024),
     workerConcurrency: integer(env, "WORKER_CONCURRENCY", 4, 1, 100),
     shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 8_000, 100, 600_000),
+    encryptionKey: encryptionKey(env, isProduction, dataDir),
+    schedules: {
+      missedAfterMs: integer(env, "CRON_MISSED_AFTER_MS", 60_000, 1_000, 86_400_000),
+      agentOfflineAfterIntervals: integer(env, "AGENT_OFFLINE_AFTER_INTERVALS", 3, 1, 1_000),
+    },
+    notifications: {
+      maxAttempts: integer(env, "DELIVERY_MAX_ATTEMPTS", 8, 1, 25),
+      timeoutMs: integer(env, "DELIVERY_TIMEOUT_MS", 10_000, 100, 300_000),
+      telegramApiUrl: httpUrl(env, "TELEGRAM_API_URL", "https://api.telegram.org"),
+      smtp: smtpServer(env),
+      smtpFrom: read(env, "SMTP_FROM") ?? "agentplane <alerts@localhost>",
+    },
   };
 }
 

@@ -1,5 +1,10 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, test } from "@jest/globals";
 import { ConfigError, loadConfig } from "../src/config.ts";
+
+const key = { ENCRYPTION_KEY: "k".repeat(32) };
 
 const external = {
   DATABASE_URL: "postgres://owner:secret@db.example:5432/agentplane",
@@ -17,11 +22,32 @@ describe("loadConfig", () => {
   });
 
   test("reads a configured database", () => {
-    const config = loadConfig({ ...external, PORT: "8080", NODE_ENV: "production" });
+    const config = loadConfig({ ...external, ...key, PORT: "8080", NODE_ENV: "production" });
     expect(config.database).toMatchObject({ ownerUrl: external.DATABASE_URL, authUrl: external.AUTH_DATABASE_URL, rootUrl: null });
     expect(config.port).toBe(8080);
     expect(config.isProduction).toBe(true);
     expect(config.migrateOnStart).toBe(false);
+  });
+
+  test("schedules and notifications: defaults, SMTP_URL, and a development key kept in DATA_DIR", () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "agentplane-config-"));
+    try {
+      const config = loadConfig({ DATA_DIR: dataDir, SMTP_URL: "smtps://bot%40example.test:p%40ss@mail.example.test" });
+      expect(config.encryptionKey).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(readFileSync(path.join(dataDir, "encryption.key"), "utf8").trim()).toBe(config.encryptionKey);
+      expect(statSync(path.join(dataDir, "encryption.key")).mode & 0o777).toBe(0o600);
+      expect(loadConfig({ DATA_DIR: dataDir }).encryptionKey).toBe(config.encryptionKey);
+      expect(config.notifications).toEqual({
+        maxAttempts: 8,
+        timeoutMs: 10_000,
+        telegramApiUrl: "https://api.telegram.org",
+        smtp: { host: "mail.example.test", port: 465, secure: true, user: "bot@example.test", password: "p@ss" },
+        smtpFrom: "agentplane <alerts@localhost>",
+      });
+      expect(config.schedules).toEqual({ missedAfterMs: 60_000, agentOfflineAfterIntervals: 3 });
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   test.each([
@@ -39,6 +65,11 @@ describe("loadConfig", () => {
     [{ DATABASE_VISITOR: "Visitor; drop table x" }, /DATABASE_VISITOR must be a lower-case PostgreSQL identifier/],
     [{ MIGRATE_ON_START: "maybe", ...external }, /MIGRATE_ON_START must be true or false/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
+    [{ ...external, NODE_ENV: "production" }, /ENCRYPTION_KEY is required in production/],
+    [{ ENCRYPTION_KEY: "short" }, /ENCRYPTION_KEY must be at least 32 characters/],
+    [{ ...key, SMTP_URL: "mail.example:25" }, /SMTP_URL must start with smtp:\/\/ or smtps:\/\//],
+    [{ ...key, TELEGRAM_API_URL: "api.telegram.org" }, /TELEGRAM_API_URL must be an http\(s\) URL/],
+    [{ ...key, DELIVERY_MAX_ATTEMPTS: "0" }, /DELIVERY_MAX_ATTEMPTS must be a whole number from 1 to 25/],
   ])("refuses %j with a clear message", (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

@@ -9,6 +9,7 @@
  * Each throws a DeliveryError on failure (`permanent` when a retry cannot help).
  */
 import { createTransport } from "nodemailer";
+import type { SmtpServerConfig } from "../config.ts";
 import { signWebhook } from "../schedules/signing.ts";
 import { DeliveryError, postJson } from "./http.ts";
 
@@ -28,14 +29,8 @@ export type ChannelTarget =
   | { kind: "telegram"; chatId: string; botToken: string }
   | { kind: "email"; to: string[]; from: string | null; smtp: SmtpServer | null };
 
-export interface SmtpServer {
-  host: string;
-  port: number;
-  /** TLS from the first byte (port 465); otherwise STARTTLS when the server offers it. */
-  secure: boolean;
-  user: string | null;
-  password: string | null;
-}
+/** An SMTP server: the configured one (SMTP_URL) or a channel's own. */
+export type SmtpServer = SmtpServerConfig;
 
 export interface DeliveryOptions {
   timeoutMs: number;

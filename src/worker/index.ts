@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { Logger as WorkerLogger, run, type Runner } from "graphile-worker";
 import type { Pool } from "pg";
-import { taskList } from "../../tasks/index.ts";
+import { createTaskList } from "../../tasks/index.ts";
 import type { Config } from "../config.ts";
 import { graphileLogFactory, type Logger } from "../logger.ts";
 import { PROJECT_ROOT } from "../paths.ts";
@@ -17,7 +17,7 @@ export async function startWorker(options: { config: Config; logger: Logger; own
   const { config, logger, ownerPool } = options;
   return run({
     pgPool: ownerPool,
-    taskList,
+    taskList: createTaskList({ config, logger }),
     crontab: await readFile(CRONTAB_FILE, "utf8"),
     concurrency: config.workerConcurrency,
     noHandleSignals: true,

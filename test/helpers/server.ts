@@ -29,6 +29,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/** The encryption key of every test run (ENCRYPTION_KEY): SQL tests pass it where the server would. */
+export const TEST_ENCRYPTION_KEY = "test-encryption-key-0123456789-abcdefghij";
+
 /** The environment a test server is configured from; `env` adds or overrides variables. */
 export function testConfig(env: Record<string, string> = {}): Config {
   const { database, visitorRole } = testDatabase();
@@ -39,6 +42,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
     AUTH_DATABASE_URL: database.authUrl,
     DATABASE_VISITOR: visitorRole,
     MIGRATE_ON_START: "false",
+    ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
     ...env,
   });
 }
