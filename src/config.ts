@@ -45,6 +45,8 @@ export interface Config {
   workerConcurrency: number;
   /** How long a SIGTERM may take before the process gives up draining. */
   shutdownTimeoutMs: number;
+  /** How long a session opened by login/register lasts, in hours. */
+  sessionLifetimeHours: number;
   /**
    * Encrypts secret values in the database (notification channel secrets,
    * webhook signing secrets) with pgcrypto. Passed to SQL as a query
@@ -272,6 +274,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 102_400, 1_024, 100 * 1024 * 1024),
     workerConcurrency: integer(env, "WORKER_CONCURRENCY", 4, 1, 100),
     shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 8_000, 100, 600_000),
+    sessionLifetimeHours: integer(env, "SESSION_LIFETIME_HOURS", 168, 1, 8_760),
     encryptionKey: encryptionKey(env, isProduction, dataDir),
     schedules: {
       missedAfterMs: integer(env, "CRON_MISSED_AFTER_MS", 60_000, 1_000, 86_400_000),
