@@ -13,41 +13,41 @@
 
 drop function if exists app_private.tg_box_commands__finish_cronjob_execution() cascade;
 drop function if exists app_private.tg_metric_samples__evaluate_alerts() cascade;
-drop function if exists app_public.report_agent_metrics(jsonb, timestamptz);
-drop function if exists app_public.send_agent_heartbeat(jsonb, text);
-drop function if exists app_private.dispatch_cronjob_execution(app_public.cronjobs, app_public.cronjob_executions);
-drop function if exists app_private.evaluate_metric_rules(uuid, uuid, uuid, text);
-drop function if exists app_private.sweep_alerts(numeric);
-drop function if exists app_private.record_notification_attempt(uuid, boolean, text, boolean);
-drop function if exists app_public.send_test_notification(uuid);
-drop function if exists app_public.acknowledge_alert(uuid);
-drop function if exists app_private.evaluate_failure_rules(uuid, text, uuid, int, uuid, uuid);
-drop function if exists app_private.resolve_alert(app_public.alert_rules, text, uuid);
-drop function if exists app_private.open_alert(app_public.alert_rules, text, uuid, text, jsonb);
-drop function if exists app_private.queue_notification(uuid, uuid, uuid, text);
-drop function if exists app_private.webhook_signing_secrets(uuid, text);
-drop function if exists app_hidden.rotate_webhook_signing_secret(uuid, text);
-drop function if exists app_private.notification_channel_secrets(uuid, text);
-drop function if exists app_hidden.set_notification_channel_secrets(uuid, jsonb, text);
-drop function if exists app_hidden.notification_channel_config_problem(text, jsonb);
-drop function if exists app_private.purge_cronjob_executions(int);
-drop function if exists app_private.record_cronjob_delivery(uuid, boolean, text, text, boolean);
-drop function if exists app_private.finish_cronjob_execution(uuid, text, text, text);
-drop function if exists app_private.run_cronjob(uuid, int, timestamptz, timestamptz, boolean);
+drop function if exists app_public.report_agent_metrics(jsonb, timestamptz) cascade;
+drop function if exists app_public.send_agent_heartbeat(jsonb, text) cascade;
+drop function if exists app_private.dispatch_cronjob_execution(app_public.cronjobs, app_public.cronjob_executions) cascade;
+drop function if exists app_private.evaluate_metric_rules(uuid, uuid, uuid, text) cascade;
+drop function if exists app_private.sweep_alerts(numeric) cascade;
+drop function if exists app_private.record_notification_attempt(uuid, boolean, text, boolean) cascade;
+drop function if exists app_public.send_test_notification(uuid) cascade;
+drop function if exists app_public.acknowledge_alert(uuid) cascade;
+drop function if exists app_private.evaluate_failure_rules(uuid, text, uuid, int, uuid, uuid) cascade;
+drop function if exists app_private.resolve_alert(app_public.alert_rules, text, uuid) cascade;
+drop function if exists app_private.open_alert(app_public.alert_rules, text, uuid, text, jsonb) cascade;
+drop function if exists app_private.queue_notification(uuid, uuid, uuid, text) cascade;
+drop function if exists app_private.webhook_signing_secrets(uuid, text) cascade;
+drop function if exists app_hidden.rotate_webhook_signing_secret(uuid, text) cascade;
+drop function if exists app_private.notification_channel_secrets(uuid, text) cascade;
+drop function if exists app_hidden.set_notification_channel_secrets(uuid, jsonb, text) cascade;
+drop function if exists app_hidden.notification_channel_config_problem(text, jsonb) cascade;
+drop function if exists app_private.purge_cronjob_executions(int) cascade;
+drop function if exists app_private.record_cronjob_delivery(uuid, boolean, text, text, boolean) cascade;
+drop function if exists app_private.finish_cronjob_execution(uuid, text, text, text) cascade;
+drop function if exists app_private.run_cronjob(uuid, int, timestamptz, timestamptz, boolean) cascade;
 drop function if exists app_private.tg_cronjob_executions__finished() cascade;
 drop function if exists app_private.tg_cronjobs__schedule() cascade;
 drop function if exists app_private.tg_cronjobs__validate() cascade;
-drop function if exists app_private.mark_agents_offline(numeric);
+drop function if exists app_private.mark_agents_offline(numeric) cascade;
 drop function if exists app_private.tg_agent_logs__prepare() cascade;
 drop function if exists app_private.tg_agent_logs__count_failures() cascade;
-drop function if exists app_public.revoke_agent_api_key(uuid);
-drop function if exists app_public.create_agent_api_key(uuid, text, timestamptz);
-drop function if exists app_public.current_agent_id();
+drop function if exists app_public.revoke_agent_api_key(uuid) cascade;
+drop function if exists app_public.create_agent_api_key(uuid, text, timestamptz) cascade;
+drop function if exists app_public.current_agent_id() cascade;
 drop function if exists app_private.tg_agents__check_box_limit() cascade;
 drop function if exists app_private.tg_agents__apply_type() cascade;
 drop function if exists app_private.tg_agents__fork() cascade;
-drop function if exists app_private.is_iana_time_zone(text);
-drop function if exists app_hidden.cron_schedule_problem(text);
+drop function if exists app_private.is_iana_time_zone(text) cascade;
+drop function if exists app_hidden.cron_schedule_problem(text) cascade;
 drop table if exists app_public.notifications cascade;
 drop table if exists app_public.alerts cascade;
 drop table if exists app_public.alert_rule_channels cascade;
@@ -258,6 +258,8 @@ create index on app_public.agents (status);
 create trigger _100_timestamps before insert or update on app_public.agents
   for each row execute procedure app_private.tg__timestamps();
 
+comment on constraint agents_organization_id_id_key on app_public.agents is
+  E'@behavior -single -update -delete\nLets other tables reference a row together with its organization, so that they cannot point into another one.';
 comment on table app_public.agents is
   E'An AI agent: hosted on one of the organization''s boxes (`boxId`) or in the cloud (no box, reached through `webhookUrl`). `private` agents are seen by their creator and the organization''s admins, `organization` ones by its members, `public` ones by every signed-in user, who can fork them (create an agent with `parentAgentId`) but never change them.';
 comment on column app_public.agents.id is E'The agent''s id.';
@@ -600,6 +602,8 @@ create index on app_public.cronjobs (next_run_at) where enabled;
 create trigger _100_timestamps before insert or update on app_public.cronjobs
   for each row execute procedure app_private.tg__timestamps();
 
+comment on constraint cronjobs_organization_id_id_key on app_public.cronjobs is
+  E'@behavior -single -update -delete\nLets other tables reference a row together with its organization, so that they cannot point into another one.';
 comment on table app_public.cronjobs is
   E'A schedule: at each time its cron expression names, in its time zone, the action runs. `run_bash_command` queues `task` as a `bash.exec` command on `boxId`; `run_agent_conversation` and `create_agent_with_task` give `task` to `agentId` (an `agent.run` command on its box, or a signed POST to a cloud agent''s webhook URL; `create_agent_with_task` with only a box asks the box to start a new agent); `webhook` POSTs to `payload.url`, signed. An agent''s own schedule is a cron job with its `agentId`.';
 comment on column app_public.cronjobs.id is E'The cron job''s id.';
@@ -869,6 +873,8 @@ create index on app_public.notification_channels (created_by);
 create trigger _100_timestamps before insert or update on app_public.notification_channels
   for each row execute procedure app_private.tg__timestamps();
 
+comment on constraint notification_channels_organization_id_id_key on app_public.notification_channels is
+  E'@behavior -single -update -delete\nLets other tables reference a row together with its organization, so that they cannot point into another one.';
 comment on table app_public.notification_channels is
   E'Where alerts are sent. `config` holds what is not secret: `webhook` {url}, `slack` {} (its URL is a secret), `telegram` {chat_id}, `email` {to: [...], from?, smtp_host?, smtp_port?, smtp_secure?, smtp_user?}. Secrets (`webhook` signing_secret, `slack` webhook_url, `telegram` bot_token, `email` smtp_password) are set with `setNotificationChannelSecrets`, stored encrypted and never readable.';
 comment on column app_public.notification_channels.id is E'The channel''s id.';
@@ -1100,6 +1106,8 @@ create index on app_public.alert_rules (organization_id, condition, metric) wher
 create trigger _100_timestamps before insert or update on app_public.alert_rules
   for each row execute procedure app_private.tg__timestamps();
 
+comment on constraint alert_rules_organization_id_id_key on app_public.alert_rules is
+  E'@behavior -single -update -delete\nLets other tables reference a row together with its organization, so that they cannot point into another one.';
 comment on table app_public.alert_rules is
   E'When to raise an alert, about what, how loudly and to which channels. Scope: one `agent`, one `box`, or the whole `organization` (every agent, box and cron job). Conditions: `consecutive_failures` (`failureThreshold` errors in a row in an agent''s logs or a cron job''s executions), `metric_threshold` (`metric` `comparison` `threshold` held for `windowSeconds`, e.g. cpu >= 95 for 300 s), `offline` (a box or agent unseen for `offlineAfterSeconds`). At most one alert is open per rule and subject; after one is raised, none is raised again for `cooldownSeconds`.';
 comment on column app_public.alert_rules.id is E'The rule''s id.';
@@ -1334,6 +1342,7 @@ comment on function app_public.send_test_notification(uuid) is
 
 create function app_private.open_alert(rule app_public.alert_rules, subject_type text, subject_id uuid, title text, details jsonb)
 returns uuid as $$
+#variable_conflict use_column
 declare
   v_alert_id uuid;
   v_channel_id uuid;

@@ -14,6 +14,7 @@ import type { Config } from "../config.ts";
 import { maskError } from "./errors.ts";
 import { LoginFailurePlugin } from "./login-failure.ts";
 import { requestPgSettings, requestSource } from "./request-settings.ts";
+import { makeSecretsPlugin } from "./secrets-plugin.ts";
 import type { SessionActivity } from "./session-activity.ts";
 
 export const GRAPHQL_PATH = "/graphql";
@@ -48,7 +49,7 @@ export function makePreset({ config, authPool, sessionActivity }: PresetOptions)
       PostGraphileConnectionFilterPreset,
       PgAggregatesPreset,
     ],
-    plugins: [LoginFailurePlugin, ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
+    plugins: [LoginFailurePlugin, makeSecretsPlugin(config.encryptionKey), ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
     pgServices: [makePgService({ pool: authPool, schemas: ["app_public"], pubsub: true })],
     gather: {
       // Function arguments are required unless they have defaults.

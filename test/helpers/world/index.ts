@@ -8,6 +8,7 @@
 import type { Client } from "../db.ts";
 import type { TestUser } from "../identity.ts";
 import { addIdentityRows, createWorld } from "./identity.ts";
+import { addScheduleRows } from "./schedules.ts";
 
 export interface World {
   /** Organization A. */
@@ -22,13 +23,13 @@ export interface World {
 export type WorldBuilder = (client: Client, world: World) => Promise<void>;
 
 /** Every module's builder, in the order their tables depend on each other. */
-export const worldBuilders: WorldBuilder[] = [addIdentityRows];
+export const worldBuilders: WorldBuilder[] = [addIdentityRows, addScheduleRows];
 
 /**
  * Tables whose rows are meant to be readable by everybody (a public catalog).
  * The walker still proves that outsiders cannot change them.
  */
-export const publicTables: ReadonlySet<string> = new Set<string>([]);
+export const publicTables: ReadonlySet<string> = new Set<string>(["agent_types"]);
 
 export async function buildWorld(client: Client): Promise<World> {
   const world = await createWorld(client);
