@@ -43,6 +43,8 @@ export interface Config {
   workerConcurrency: number;
   /** How long a SIGTERM may take before the process gives up draining. */
   shutdownTimeoutMs: number;
+  /** How long a session opened by login/register lasts, in hours. */
+  sessionLifetimeHours: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -179,6 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 102_400, 1_024, 100 * 1024 * 1024),
     workerConcurrency: integer(env, "WORKER_CONCURRENCY", 4, 1, 100),
     shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 8_000, 100, 600_000),
+    sessionLifetimeHours: integer(env, "SESSION_LIFETIME_HOURS", 168, 1, 8_760),
   };
 }
 

@@ -17,6 +17,8 @@ import type { Logger } from "../logger.ts";
 import { MIGRATIONS_FOLDER } from "../paths.ts";
 import { healthz, latestMigrationHash, readyz } from "./health.ts";
 import { GRAPHQL_PATH, makePreset } from "./preset.ts";
+import { trustedProxies } from "./request-settings.ts";
+import { createSessionActivity } from "./session-activity.ts";
 
 export interface HttpServer {
   /** Base URL, e.g. http://127.0.0.1:3000 */
@@ -46,7 +48,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const { config, logger, ownerPool, authPool, bridge } = options;
   const app = express();
   app.disable("x-powered-by");
-  app.set("trust proxy", config.isProduction ? 1 : false);
+  app.set("trust proxy", trustedProxies(config) || false);
   const server = createServer(app);
 
   app.get("/healthz", healthz);
@@ -55,7 +57,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   let pgl: PostGraphileInstance | null = null;
   let graphqlUpgrade: ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) | null = null;
   if (authPool !== null) {
-    pgl = postgraphile(makePreset({ config, authPool }));
+    const sessionActivity = createSessionActivity(ownerPool, logger);
+    pgl = postgraphile(makePreset({ config, authPool, sessionActivity }));
     const serv = pgl.createServ(grafserv);
     await serv.addTo(app, server, false);
     graphqlUpgrade = await serv.getUpgradeHandler();

@@ -1,6 +1,7 @@
 /**
  * The PostGraphile preset: the Amber preset, simplified inflection, connection
- * filters and aggregates over `app_public`, with per-request `pgSettings`.
+ * filters and aggregates over `app_public`, with per-request `pgSettings`
+ * (the visitor role and who is asking, see request-settings.ts).
  */
 import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
@@ -10,7 +11,10 @@ import { NoSchemaIntrospectionCustomRule } from "postgraphile/graphql";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
-import { requestPgSettings } from "./request-settings.ts";
+import { maskError } from "./errors.ts";
+import { LoginFailurePlugin } from "./login-failure.ts";
+import { requestPgSettings, requestSource } from "./request-settings.ts";
+import type { SessionActivity } from "./session-activity.ts";
 
 export const GRAPHQL_PATH = "/graphql";
 
@@ -32,9 +36,11 @@ export interface PresetOptions {
   config: Config;
   /** The authenticator's pool: every request runs in it as the visitor. */
   authPool: Pool;
+  /** Told about every request that carries a bearer token (keeps `last_used_at` current). */
+  sessionActivity?: SessionActivity;
 }
 
-export function makePreset({ config, authPool }: PresetOptions): GraphileConfig.Preset {
+export function makePreset({ config, authPool, sessionActivity }: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [
       PostGraphileAmberPreset,
@@ -42,7 +48,7 @@ export function makePreset({ config, authPool }: PresetOptions): GraphileConfig.
       PostGraphileConnectionFilterPreset,
       PgAggregatesPreset,
     ],
-    plugins: config.isProduction ? [NoIntrospectionPlugin] : [],
+    plugins: [LoginFailurePlugin, ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
     pgServices: [makePgService({ pool: authPool, schemas: ["app_public"], pubsub: true })],
     gather: {
       // Function arguments are required unless they have defaults.
@@ -63,15 +69,17 @@ export function makePreset({ config, authPool }: PresetOptions): GraphileConfig.
       graphiqlOnGraphQLGET: !config.isProduction,
       graphiqlPath: "/graphiql",
       maxRequestLength: config.maxRequestBytes,
+      maskError,
       watch: false,
     },
     grafast: {
       context(requestContext) {
         const request = requestContext.node?.req ?? requestContext.ws?.request;
         const connectionParams = requestContext.ws?.normalizedConnectionParams;
-        return {
-          pgSettings: requestPgSettings(config, request?.headers ?? {}, connectionParams),
-        };
+        const pgSettings = requestPgSettings(config, requestSource(request, connectionParams));
+        const tokenHash = pgSettings["agentplane.token_hash"];
+        if (tokenHash !== undefined) sessionActivity?.seen(tokenHash);
+        return { pgSettings };
       },
     },
   };

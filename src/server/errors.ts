@@ -1,0 +1,39 @@
+/**
+ * Which errors reach GraphQL clients. Grafserv hides every error it does not
+ * know to be safe behind "An error occurred (logged with hash …)". Errors that
+ * SQL raises on purpose are safe, and clients need them: their message and
+ * SQLSTATE (as `extensions.code`) are shown when the SQLSTATE is
+ *
+ * - one of ours: five capital letters, e.g. `raise exception '…' using errcode = 'DNIED'`
+ *   (LOGIN, CREDS, WEAKP, NUNIQ, DNIED, NTFND, EXPRD, OWNER so far);
+ * - `P0001`, a plain `raise exception`;
+ * - class 22 (invalid data) or 23 (constraint violations);
+ * - `42501`, insufficient privilege (row-level security refused a write).
+ *
+ * Anything else (a bug, a lost connection) stays masked and is logged.
+ */
+import { GraphQLError } from "postgraphile/graphql";
+import { defaultMaskError } from "postgraphile/grafserv";
+
+const SAFE_SQLSTATE = /^(?:[A-Z]{5}|P0001|22...|23...|42501)$/;
+
+function sqlState(error: unknown): string | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" ? code : undefined;
+}
+
+export function maskError(error: GraphQLError): GraphQLError {
+  const code = sqlState(error.originalError);
+  if (code !== undefined && SAFE_SQLSTATE.test(code)) {
+    return new GraphQLError(error.originalError?.message ?? error.message, {
+      nodes: error.nodes,
+      source: error.source,
+      positions: error.positions,
+      path: error.path,
+      originalError: error.originalError,
+      extensions: { code },
+    });
+  }
+  return defaultMaskError(error);
+}
