@@ -13,6 +13,7 @@ import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connecti
 import type { Config } from "../config.ts";
 import { maskError } from "./errors.ts";
 import { LoginFailurePlugin } from "./login-failure.ts";
+import { GeometricBoxNamePlugin } from "./plugins/geometric-box-name.ts";
 import { requestPgSettings, requestSource } from "./request-settings.ts";
 import { makeSecretsPlugin } from "./secrets-plugin.ts";
 import type { SessionActivity } from "./session-activity.ts";
@@ -49,7 +50,12 @@ export function makePreset({ config, authPool, sessionActivity }: PresetOptions)
       PostGraphileConnectionFilterPreset,
       PgAggregatesPreset,
     ],
-    plugins: [LoginFailurePlugin, makeSecretsPlugin(config.encryptionKey), ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
+    plugins: [
+      LoginFailurePlugin,
+      GeometricBoxNamePlugin,
+      makeSecretsPlugin(config.encryptionKey),
+      ...(config.isProduction ? [NoIntrospectionPlugin] : []),
+    ],
     pgServices: [makePgService({ pool: authPool, schemas: ["app_public"], pubsub: true })],
     gather: {
       // Function arguments are required unless they have defaults.

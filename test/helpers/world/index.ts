@@ -7,6 +7,7 @@
  */
 import type { Client } from "../db.ts";
 import type { TestUser } from "../identity.ts";
+import { addBoxRows } from "./boxes.ts";
 import { addIdentityRows, createWorld } from "./identity.ts";
 import { addScheduleRows } from "./schedules.ts";
 
@@ -23,7 +24,7 @@ export interface World {
 export type WorldBuilder = (client: Client, world: World) => Promise<void>;
 
 /** Every module's builder, in the order their tables depend on each other. */
-export const worldBuilders: WorldBuilder[] = [addIdentityRows, addScheduleRows];
+export const worldBuilders: WorldBuilder[] = [addIdentityRows, addBoxRows, addScheduleRows];
 
 /**
  * Tables whose rows are meant to be readable by everybody (a public catalog).
