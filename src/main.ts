@@ -81,14 +81,11 @@ async function main() {
   const config = orExitOnConfigError(() => loadConfig());
   const parts = orExitOnConfigError(() => parseParts(process.argv.slice(2)));
   const logger = createLogger(config.logLevel);
-  let shutdown: () => Promise<void>;
-  try {
-    shutdown = await start(config, parts, logger);
-  } catch (error) {
-    logger.fatal({ err: error }, "could not start");
-    process.exit(1);
-  }
+  // Listen for signals before starting: a signal that arrives while the parts
+  // start (the worker's first jobs can delay the code after `await start()`)
+  // waits for them and then drains, rather than killing the process outright.
   let stopping = false;
+  let started: Promise<() => Promise<void>> | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
@@ -98,13 +95,21 @@ async function main() {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     timer.unref();
-    void shutdown().then(() => {
+    void started?.then(async (shutdown) => {
+      await shutdown();
       logger.info("stopped");
       process.exit(0);
     });
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  started = start(config, parts, logger);
+  try {
+    await started;
+  } catch (error) {
+    logger.fatal({ err: error }, "could not start");
+    process.exit(1);
+  }
 }
 
 await main();

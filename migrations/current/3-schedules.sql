@@ -11,6 +11,8 @@
 -- Re-run on every save: drop everything this file creates, in reverse order.
 --
 
+drop function if exists app_private.sweep_offline_boxes(app_public.alert_rules) cascade;
+drop function if exists app_private.record_agent_metrics(app_public.agents, jsonb, timestamptz) cascade;
 drop function if exists app_private.tg_box_commands__finish_cronjob_execution() cascade;
 drop function if exists app_private.tg_metric_samples__evaluate_alerts() cascade;
 drop function if exists app_public.report_agent_metrics(jsonb, timestamptz) cascade;
@@ -1639,3 +1641,260 @@ end;
 $$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.sweep_alerts(numeric) is
   E'Every minute: marks agents with overdue heartbeats inactive, and opens or resolves `offline` alerts for the agents and boxes each rule covers.';
+
+--------------------------------------------------------------------------------
+-- What ties this module to boxes (2-boxes.sql)
+--------------------------------------------------------------------------------
+
+-- A box and what references it are always of one organization.
+alter table app_public.agents add foreign key (box_id, organization_id)
+  references app_public.boxes (id, organization_id) on delete cascade;
+alter table app_public.cronjobs add foreign key (box_id, organization_id)
+  references app_public.boxes (id, organization_id) on delete cascade;
+alter table app_public.alert_rules add foreign key (box_id, organization_id)
+  references app_public.boxes (id, organization_id) on delete cascade;
+alter table app_public.alerts add foreign key (box_id, organization_id)
+  references app_public.boxes (id, organization_id) on delete cascade;
+
+/*
+ * Cloud agents (no box) report metrics too: their samples have no box. The
+ * foreign key to boxes (box_id, organization_id) simply does not apply to them.
+ */
+alter table app_public.metric_samples alter column box_id drop not null;
+comment on column app_public.metric_samples.box_id is E'The box that reported it (none for a cloud agent''s own metrics).';
+
+create function app_private.tg_agents__check_box_limit() returns trigger as $$
+declare
+  v_max int;
+  v_count int;
+begin
+  -- One box's agents are counted one insert at a time.
+  perform 1 from app_public.boxes b where b.id = new.box_id for update;
+  select l.max_agents_per_box into v_max from app_public.organization_limits l where l.organization_id = new.organization_id;
+  select count(*) into v_count from app_public.agents a where a.box_id = new.box_id and a.id <> new.id;
+  if v_max is not null and v_count >= v_max then
+    raise exception 'this box already runs % agent(s), the most this organization may have on one box (organization_limits.max_agents_per_box)', v_count
+      using errcode = 'AGLIM', hint = 'move or delete an agent, or change the plan';
+  end if;
+  return new;
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.tg_agents__check_box_limit() is
+  E'Trigger: refuses an agent on a box that already has organization_limits.max_agents_per_box agents (error AGLIM).';
+create trigger _400_check_box_limit before insert or update of box_id on app_public.agents
+  for each row when (new.box_id is not null) execute procedure app_private.tg_agents__check_box_limit();
+
+--------------------------------------------------------------------------------
+-- Heartbeats and metrics, with an agent key
+--------------------------------------------------------------------------------
+
+create function app_private.record_agent_metrics(agent app_public.agents, metrics jsonb, recorded_at timestamptz) returns int as $$
+declare
+  v_count int;
+begin
+  if metrics is null or metrics = '{}'::jsonb then
+    return 0;
+  end if;
+  if jsonb_typeof(metrics) <> 'object' then
+    raise exception 'metrics must be a JSON object of numbers, e.g. {"cpu.percent": 12.5}' using errcode = '22023';
+  end if;
+  if (select count(*) from jsonb_object_keys(metrics)) > 100 then
+    raise exception 'at most 100 metrics at a time' using errcode = '22023';
+  end if;
+  if exists (select 1 from jsonb_each(metrics) m where jsonb_typeof(m.value) <> 'number' or m.key !~ '^[a-z][a-z0-9_.]{0,62}$') then
+    raise exception 'metrics must map names (lower case, digits, _ and .) to numbers, e.g. {"cpu.percent": 12.5}' using errcode = '22023';
+  end if;
+  if recorded_at < now() - interval '1 day' or recorded_at > now() + interval '1 minute' then
+    raise exception 'recorded_at must be within the last day' using errcode = '22023';
+  end if;
+  insert into app_public.metric_samples (organization_id, box_id, agent_id, name, value, recorded_at)
+    select agent.organization_id, agent.box_id, agent.id, m.key, (m.value #>> '{}')::double precision, recorded_at
+    from jsonb_each(metrics) m;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.record_agent_metrics(app_public.agents, jsonb, timestamptz) is
+  E'Stores an agent''s metrics ({"name": number, ...}) as metric samples of the agent (and its box, if any).';
+
+create function app_public.send_agent_heartbeat(metrics jsonb default null, status text default null) returns text as $$
+declare
+  v_agent app_public.agents;
+begin
+  if app_public.current_agent_id() is null then
+    raise exception 'a heartbeat needs an agent API key (Authorization: Bearer agt_...)' using errcode = '42501';
+  end if;
+  if status is not null and status not in ('active', 'error') then
+    raise exception 'an agent reports its status as active or error, not %', status using errcode = '22023';
+  end if;
+  update app_public.agents a set
+    last_heartbeat_at = now(),
+    last_active_at = now(),
+    status = case when a.status = 'paused' then 'paused' else coalesce(send_agent_heartbeat.status, 'active') end
+    where a.id = app_public.current_agent_id()
+    returning * into v_agent;
+  update app_public.agent_api_keys k set last_used_at = now()
+    from app_private.agent_api_key_secrets s
+    where s.agent_api_key_id = k.id and s.key_hash = current_setting('agentplane.token_hash', true)
+      and (k.last_used_at is null or k.last_used_at < now() - interval '1 minute');
+  perform app_private.record_agent_metrics(v_agent, metrics, now());
+  return v_agent.status;
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_public.send_agent_heartbeat(jsonb, text) is
+  E'For an agent, with its API key: "I am alive", with optional metrics ({"cpu.percent": 12.5, ...}) and status (`active` or `error`). Returns the agent''s status, so that it learns when it is `paused`.';
+
+create function app_public.report_agent_metrics(metrics jsonb, recorded_at timestamptz default null) returns int as $$
+declare
+  v_agent app_public.agents;
+begin
+  select * into v_agent from app_public.agents a where a.id = app_public.current_agent_id();
+  if not found then
+    raise exception 'reporting metrics needs an agent API key (Authorization: Bearer agt_...)' using errcode = '42501';
+  end if;
+  update app_public.agents a set last_active_at = now() where a.id = v_agent.id;
+  return app_private.record_agent_metrics(v_agent, metrics, coalesce(recorded_at, now()));
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_public.report_agent_metrics(jsonb, timestamptz) is
+  E'For an agent, with its API key: stores its metrics ({"name": number, ...}, recorded now or at recorded_at, within the last day); returns how many.';
+
+--------------------------------------------------------------------------------
+-- Scheduled box commands end their executions
+--------------------------------------------------------------------------------
+
+create function app_private.tg_box_commands__finish_cronjob_execution() returns trigger as $$
+begin
+  perform app_private.finish_cronjob_execution(
+    e.id,
+    case new.status when 'succeeded' then 'success' when 'timed_out' then 'timed_out' else 'failure' end,
+    coalesce(nullif(concat_ws(E'\n', new.stdout, new.stderr), ''), new.response::text),
+    case when new.status <> 'succeeded' then concat_ws(': ', coalesce(new.error_code, upper(new.status)), new.error) end
+  )
+  from app_public.cronjob_executions e
+  where e.box_command_id = new.id and e.status = 'running';
+  return null;
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.tg_box_commands__finish_cronjob_execution() is
+  E'Trigger: a command queued by a cron job reached its terminal state; its execution ends with it (succeeded: success, timed_out: timed_out, otherwise failure, with the output and the error).';
+create trigger _600_finish_cronjob_execution after update of status on app_public.box_commands
+  for each row when (new.origin = 'schedule'
+                     and new.status in ('succeeded', 'failed', 'timed_out', 'expired', 'canceled')
+                     and old.status not in ('succeeded', 'failed', 'timed_out', 'expired', 'canceled'))
+  execute procedure app_private.tg_box_commands__finish_cronjob_execution();
+
+--------------------------------------------------------------------------------
+-- metric_threshold and offline alerts about boxes and agents
+--------------------------------------------------------------------------------
+
+/*
+ * A metric of one subject (an agent's samples, or a box's own: agent_id null)
+ * against every enabled metric_threshold rule covering it. The condition
+ * holds when the latest sample meets it and every sample since
+ * window_seconds before that one did too; it clears with the first sample
+ * that does not.
+ */
+create function app_private.evaluate_metric_rules(organization_id uuid, box_id uuid, agent_id uuid, metric text) returns void as $$
+declare
+  v_rule app_public.alert_rules;
+  v_latest record;
+  v_run_start timestamptz;
+  v_subject_type text := case when evaluate_metric_rules.agent_id is null then 'box' else 'agent' end;
+  v_subject_id uuid := coalesce(evaluate_metric_rules.agent_id, evaluate_metric_rules.box_id);
+  v_name text;
+begin
+  for v_rule in
+    select * from app_public.alert_rules r
+    where r.organization_id = evaluate_metric_rules.organization_id
+      and r.enabled and r.condition = 'metric_threshold' and r.metric = evaluate_metric_rules.metric
+      and (r.scope = 'organization'
+           or (r.scope = 'agent' and r.agent_id = evaluate_metric_rules.agent_id)
+           or (r.scope = 'box' and r.box_id = evaluate_metric_rules.box_id and evaluate_metric_rules.agent_id is null))
+  loop
+    with window_samples as (
+      select s.value, s.recorded_at,
+             case v_rule.comparison
+               when '>' then s.value > v_rule.threshold when '>=' then s.value >= v_rule.threshold
+               when '<' then s.value < v_rule.threshold when '<=' then s.value <= v_rule.threshold
+               when '=' then s.value = v_rule.threshold else s.value <> v_rule.threshold end as ok
+      from app_public.metric_samples s
+      where s.name = evaluate_metric_rules.metric
+        and s.recorded_at > now() - make_interval(secs => v_rule.window_seconds * 2 + 120)
+        and case when evaluate_metric_rules.agent_id is null
+                 then s.box_id = evaluate_metric_rules.box_id and s.agent_id is null
+                 else s.agent_id = evaluate_metric_rules.agent_id end
+    )
+    select l.value, l.recorded_at, l.ok,
+           (select min(w.recorded_at) from window_samples w
+             where w.recorded_at > coalesce((select max(b.recorded_at) from window_samples b where not b.ok), '-infinity')) as run_start
+      into v_latest
+      from (select * from window_samples order by recorded_at desc limit 1) l;
+    continue when v_latest.recorded_at is null;
+    if not v_latest.ok then
+      perform app_private.resolve_alert(v_rule, v_subject_type, v_subject_id);
+      continue;
+    end if;
+    v_run_start := v_latest.run_start;
+    if v_latest.recorded_at - v_run_start >= make_interval(secs => v_rule.window_seconds) then
+      v_name := case v_subject_type
+        when 'agent' then (select a.name from app_public.agents a where a.id = v_subject_id)
+        else (select b.name from app_public.boxes b where b.id = v_subject_id) end;
+      perform app_private.open_alert(v_rule, v_subject_type, v_subject_id,
+        format('%s %s: %s %s %s for %s s', v_subject_type, coalesce(v_name, v_subject_id::text), v_rule.metric,
+               v_rule.comparison, v_rule.threshold, round(extract(epoch from v_latest.recorded_at - v_run_start))),
+        jsonb_build_object('metric', v_rule.metric, 'comparison', v_rule.comparison, 'threshold', v_rule.threshold,
+                           'latest_value', v_latest.value, 'since', v_run_start, 'window_seconds', v_rule.window_seconds));
+    end if;
+  end loop;
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.evaluate_metric_rules(uuid, uuid, uuid, text) is
+  E'Applies the metric_threshold rules covering one metric of a box (agent_id null) or an agent to its recent samples: opens the alert when the condition has held for the window, resolves it when the latest sample clears it.';
+
+create function app_private.tg_metric_samples__evaluate_alerts() returns trigger as $$
+declare
+  v_subject record;
+begin
+  for v_subject in
+    select distinct n.organization_id, n.box_id, n.agent_id, n.name
+    from new_samples n
+    where exists (select 1 from app_public.alert_rules r
+                  where r.organization_id = n.organization_id and r.enabled
+                    and r.condition = 'metric_threshold' and r.metric = n.name)
+  loop
+    perform app_private.evaluate_metric_rules(v_subject.organization_id, v_subject.box_id, v_subject.agent_id, v_subject.name);
+  end loop;
+  return null;
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.tg_metric_samples__evaluate_alerts() is
+  E'Trigger: new samples of a metric some rule watches are checked against those rules at once.';
+create trigger _500_evaluate_alerts after insert on app_public.metric_samples
+  referencing new table as new_samples
+  for each statement execute procedure app_private.tg_metric_samples__evaluate_alerts();
+
+create function app_private.sweep_offline_boxes(rule app_public.alert_rules) returns void as $$
+declare
+  v_box record;
+begin
+  for v_box in
+    select b.id, b.name, b.last_seen_at,
+           b.status <> 'online' and coalesce(b.last_seen_at, b.created_at) < now() - make_interval(secs => rule.offline_after_seconds) as offline
+    from app_public.boxes b
+    where b.organization_id = rule.organization_id
+      and b.status <> 'pending'
+      and (rule.scope = 'organization' or (rule.scope = 'box' and b.id = rule.box_id))
+  loop
+    if v_box.offline then
+      perform app_private.open_alert(rule, 'box', v_box.id,
+        format('box %s has not been seen for %s', v_box.name, coalesce(date_trunc('second', now() - v_box.last_seen_at)::text, 'ever')),
+        jsonb_build_object('last_seen_at', v_box.last_seen_at, 'offline_after_seconds', rule.offline_after_seconds));
+    else
+      perform app_private.resolve_alert(rule, 'box', v_box.id);
+    end if;
+  end loop;
+end;
+$$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.sweep_offline_boxes(app_public.alert_rules) is
+  E'For one `offline` rule: opens an alert for each box it covers that is not online and unseen for offline_after_seconds (boxes never connected are left alone), resolves the others.';
