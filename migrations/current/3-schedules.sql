@@ -1506,7 +1506,9 @@ begin
   end if;
   if job.action = 'run_bash_command' then
     v_command_type := 'bash.exec';
-    v_payload := job.payload || jsonb_build_object('command', job.task);
+    -- bash.exec takes its time-out in its payload (the box enforces it, the bridge allows 5 s more).
+    v_payload := job.payload || jsonb_build_object('command', job.task)
+      || case when job.timeout_seconds is null then '{}' else jsonb_build_object('timeout_ms', job.timeout_seconds * 1000) end;
   else
     if job.agent_id is not null then
       select * into v_agent from app_public.agents a where a.id = job.agent_id;
@@ -1537,7 +1539,8 @@ begin
     );
   end if;
   select c.id into v_command_id
-    from app_private.queue_box_command(v_box_id, v_command_type, v_payload, 'schedule', job.timeout_seconds * 1000, job.created_by) c;
+    from app_private.queue_box_command(v_box_id, v_command_type, v_payload, 'schedule',
+      case when v_command_type = 'bash.exec' then null else job.timeout_seconds * 1000 end, job.created_by) c;
   update app_public.cronjob_executions e set box_command_id = v_command_id where e.id = execution.id;
 exception when others then
   perform app_private.finish_cronjob_execution(execution.id, 'failure', null, sqlerrm);
@@ -1813,7 +1816,7 @@ begin
            or (r.scope = 'box' and r.box_id = evaluate_metric_rules.box_id and evaluate_metric_rules.agent_id is null))
   loop
     with window_samples as (
-      select s.value, s.recorded_at,
+      select s.id, s.value, s.recorded_at,
              case v_rule.comparison
                when '>' then s.value > v_rule.threshold when '>=' then s.value >= v_rule.threshold
                when '<' then s.value < v_rule.threshold when '<=' then s.value <= v_rule.threshold
@@ -1829,7 +1832,7 @@ begin
            (select min(w.recorded_at) from window_samples w
              where w.recorded_at > coalesce((select max(b.recorded_at) from window_samples b where not b.ok), '-infinity')) as run_start
       into v_latest
-      from (select * from window_samples order by recorded_at desc limit 1) l;
+      from (select * from window_samples order by recorded_at desc, id desc limit 1) l;
     continue when v_latest.recorded_at is null;
     if not v_latest.ok then
       perform app_private.resolve_alert(v_rule, v_subject_type, v_subject_id);

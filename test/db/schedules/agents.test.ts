@@ -6,33 +6,10 @@ import { describe, expect, test } from "@jest/globals";
 import { tokenHash } from "../../../src/server/request-settings.ts";
 import { asRoot, expectError, type Client } from "../../helpers/db.ts";
 import { asUser, createUser, type TestUser } from "../../helpers/identity.ts";
+import { addMember, asAgent, createAgent, createAgentKey as createKey } from "../../helpers/schedules.ts";
 
 async function typeId(client: Client, name: string): Promise<string> {
   return (await client.query<{ id: string }>("select id from app_public.agent_types where name = $1", [name])).rows[0]!.id;
-}
-
-async function createAgent(client: Client, user: TestUser, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-  const columns = { organization_id: user.organizationId, name: "agent", ...fields };
-  const names = Object.keys(columns);
-  const { rows } = await asUser(client, user, () =>
-    client.query(
-      `insert into app_public.agents (${names.join(", ")}) values (${names.map((_, i) => `$${i + 1}`).join(", ")}) returning *`,
-      Object.values(columns).map((value) => (typeof value === "object" && value !== null ? JSON.stringify(value) : value)),
-    ),
-  );
-  return rows[0] as Record<string, unknown>;
-}
-
-/** Runs fn as the visitor holding an agent key. */
-async function asAgent<T>(client: Client, key: string, fn: () => Promise<T>): Promise<T> {
-  return asUser(client, { token: key }, fn);
-}
-
-async function createKey(client: Client, user: TestUser, agentId: string): Promise<string> {
-  const { rows } = await asUser(client, user, () =>
-    client.query<{ key: string }>("select key from app_public.create_agent_api_key($1, 'test')", [agentId]),
-  );
-  return rows[0]!.key;
 }
 
 describe("agent types", () => {
@@ -119,12 +96,7 @@ describe("agent visibility and forks", () => {
     await asRoot(async (client) => {
       const owner = await createUser(client);
       const [member, colleague] = [await createUser(client), await createUser(client)];
-      for (const user of [member, colleague]) {
-        await client.query("insert into app_public.organization_memberships (organization_id, user_id, role) values ($1, $2, 'member')", [
-          owner.organizationId,
-          user.id,
-        ]);
-      }
+      for (const user of [member, colleague]) await addMember(client, owner.organizationId, user, "member");
       const secret = await createAgent(client, { ...member, organizationId: owner.organizationId }, { visibility: "private" });
       const sees = (user: TestUser) =>
         asUser(client, user, async () => (await client.query("select 1 from app_public.agents where id = $1", [secret.id])).rowCount);
@@ -244,7 +216,7 @@ describe("with its key, an agent", () => {
       expect(Object.entries(seen).filter(([, count]) => count > 0)).toEqual([]);
       const updated = await asAgent(client, key, async () => (await client.query("update app_public.agents set name = 'hijacked'")).rowCount);
       expect(updated).toBe(0);
-      expect((await client.query("select name from app_public.agents where id = $1", [agent.id])).rows[0]?.name).toBe("agent");
+      expect((await client.query("select name from app_public.agents where id = $1", [agent.id])).rows[0]?.name).toBe(agent.name);
       const created = await asAgent(client, key, () =>
         expectError(client, "insert into app_public.agents (organization_id, name) values ($1, 'spawn')", [user.organizationId]),
       );
