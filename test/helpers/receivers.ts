@@ -6,6 +6,7 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SMTPServer } from "smtp-server";
+import { waitFor } from "./wait.ts";
 
 export interface ReceivedRequest {
   method: string;
@@ -25,16 +26,6 @@ export interface HttpReceiver {
 }
 
 export type Responder = (request: ReceivedRequest, index: number) => { status: number; body?: string } | Promise<{ status: number; body?: string }>;
-
-async function waitUntil<T>(ready: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = ready();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 export async function startHttpReceiver(respond: Responder = () => ({ status: 200, body: "ok" })): Promise<HttpReceiver> {
   const requests: ReceivedRequest[] = [];
@@ -62,7 +53,7 @@ export async function startHttpReceiver(respond: Responder = () => ({ status: 20
     url: `http://127.0.0.1:${port}`,
     requests,
     waitFor: (count, timeoutMs = 15_000) =>
-      waitUntil(() => (requests.length >= count ? requests.slice(0, count) : undefined), timeoutMs, `${count} HTTP request(s)`),
+      waitFor(() => (requests.length >= count ? requests.slice(0, count) : undefined), `${count} HTTP request(s)`, timeoutMs),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -124,7 +115,7 @@ export async function startSmtpReceiver(credentials?: { user: string; password: 
     port,
     messages,
     waitFor: (count, timeoutMs = 15_000) =>
-      waitUntil(() => (messages.length >= count ? messages.slice(0, count) : undefined), timeoutMs, `${count} e-mail(s)`),
+      waitFor(() => (messages.length >= count ? messages.slice(0, count) : undefined), `${count} e-mail(s)`, timeoutMs),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
