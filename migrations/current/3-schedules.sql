@@ -251,7 +251,7 @@ create table app_public.agents (
   unique (organization_id, id)
 );
 create index on app_public.agents (organization_id, created_at desc);
-create index on app_public.agents (box_id);
+create index on app_public.agents (box_id, organization_id);
 create index on app_public.agents (type_id);
 create index on app_public.agents (parent_agent_id);
 create index on app_public.agents (created_by);
@@ -393,7 +393,7 @@ create table app_public.agent_api_keys (
   foreign key (organization_id, agent_id) references app_public.agents (organization_id, id) on delete cascade
 );
 create index on app_public.agent_api_keys (organization_id);
-create index on app_public.agent_api_keys (agent_id);
+create index on app_public.agent_api_keys (agent_id, organization_id);
 create index on app_public.agent_api_keys (created_by);
 create trigger _100_timestamps before insert or update on app_public.agent_api_keys
   for each row execute procedure app_private.tg__timestamps();
@@ -511,7 +511,7 @@ create table app_public.agent_logs (
   check (completed_at >= started_at)
 );
 create index on app_public.agent_logs (organization_id, created_at desc);
-create index on app_public.agent_logs (agent_id, created_at desc);
+create index on app_public.agent_logs (agent_id, organization_id, created_at desc);
 
 comment on table app_public.agent_logs is
   E'@behavior -update -delete\nWhat an agent did: one entry per run or event. Agents write their own with their API key; members can write them too. `error` entries in a row count toward `consecutive_failures` alerts.';
@@ -597,8 +597,8 @@ create table app_public.cronjobs (
   foreign key (organization_id, agent_id) references app_public.agents (organization_id, id) on delete cascade
 );
 create index on app_public.cronjobs (organization_id, created_at desc);
-create index on app_public.cronjobs (box_id);
-create index on app_public.cronjobs (agent_id);
+create index on app_public.cronjobs (box_id, organization_id);
+create index on app_public.cronjobs (agent_id, organization_id);
 create index on app_public.cronjobs (created_by);
 create index on app_public.cronjobs (next_run_at) where enabled;
 create trigger _100_timestamps before insert or update on app_public.cronjobs
@@ -759,7 +759,7 @@ create table app_public.cronjob_executions (
   check (finished_at >= started_at)
 );
 create index on app_public.cronjob_executions (organization_id, started_at desc);
-create index on app_public.cronjob_executions (cronjob_id, started_at desc);
+create index on app_public.cronjob_executions (cronjob_id, organization_id, started_at desc);
 create index on app_public.cronjob_executions (started_at);
 create index on app_public.cronjob_executions (box_command_id) where box_command_id is not null;
 
@@ -995,7 +995,7 @@ begin
   v_merged := jsonb_strip_nulls(coalesce(v_current, '{}') || secrets);
   insert into app_private.notification_channel_secrets (notification_channel_id, ciphertext, updated_at)
     values (v_channel.id, pgp_sym_encrypt(v_merged::text, encryption_key, 'cipher-algo=aes256'), now())
-    on conflict (notification_channel_id) do update set ciphertext = excluded.ciphertext, updated_at = now();
+    on conflict on constraint notification_channel_secrets_pkey do update set ciphertext = excluded.ciphertext, updated_at = now();
   update app_public.notification_channels c
     set secret_fields = array(select jsonb_object_keys(v_merged) order by 1)
     where c.id = v_channel.id
@@ -1101,8 +1101,8 @@ create table app_public.alert_rules (
     else offline_after_seconds is not null end)
 );
 create index on app_public.alert_rules (organization_id, created_at desc);
-create index on app_public.alert_rules (agent_id);
-create index on app_public.alert_rules (box_id);
+create index on app_public.alert_rules (agent_id, organization_id);
+create index on app_public.alert_rules (box_id, organization_id);
 create index on app_public.alert_rules (created_by);
 create index on app_public.alert_rules (organization_id, condition, metric) where enabled;
 create trigger _100_timestamps before insert or update on app_public.alert_rules
@@ -1161,11 +1161,12 @@ create table app_public.alert_rule_channels (
   alert_rule_id uuid not null,
   notification_channel_id uuid not null,
   created_at timestamptz not null default now(),
-  unique (alert_rule_id, notification_channel_id),
-  foreign key (organization_id, alert_rule_id) references app_public.alert_rules (organization_id, id) on delete cascade,
-  foreign key (organization_id, notification_channel_id) references app_public.notification_channels (organization_id, id) on delete cascade
+  constraint alert_rule_channels_once unique (organization_id, alert_rule_id, notification_channel_id),
+  constraint alert_rule_channels_rule_fkey foreign key (organization_id, alert_rule_id)
+    references app_public.alert_rules (organization_id, id) on delete cascade,
+  constraint alert_rule_channels_channel_fkey foreign key (organization_id, notification_channel_id)
+    references app_public.notification_channels (organization_id, id) on delete cascade
 );
-create index on app_public.alert_rule_channels (organization_id);
 create index on app_public.alert_rule_channels (notification_channel_id);
 
 comment on table app_public.alert_rule_channels is
@@ -1217,10 +1218,10 @@ create table app_public.alerts (
 create unique index alerts_one_active_per_rule_and_subject on app_public.alerts (alert_rule_id, subject_id)
   where status <> 'resolved';
 create index on app_public.alerts (organization_id, triggered_at desc);
-create index on app_public.alerts (alert_rule_id, subject_id, triggered_at desc);
-create index on app_public.alerts (agent_id);
-create index on app_public.alerts (box_id);
-create index on app_public.alerts (cronjob_id);
+create index on app_public.alerts (alert_rule_id, organization_id, subject_id, triggered_at desc);
+create index on app_public.alerts (agent_id, organization_id);
+create index on app_public.alerts (box_id, organization_id);
+create index on app_public.alerts (cronjob_id, organization_id);
 create index on app_public.alerts (acknowledged_by);
 create index on app_public.alerts (status) where status <> 'resolved';
 create trigger _100_timestamps before insert or update on app_public.alerts
@@ -1269,7 +1270,7 @@ create table app_public.notifications (
   foreign key (alert_id) references app_public.alerts on delete cascade
 );
 create index on app_public.notifications (organization_id, created_at desc);
-create index on app_public.notifications (notification_channel_id, created_at desc);
+create index on app_public.notifications (notification_channel_id, organization_id, created_at desc);
 create index on app_public.notifications (alert_id);
 create trigger _100_timestamps before insert or update on app_public.notifications
   for each row execute procedure app_private.tg__timestamps();
@@ -1354,7 +1355,7 @@ begin
     where a.alert_rule_id = rule.id and a.subject_id = open_alert.subject_id and a.status <> 'resolved'
       and a.details is distinct from open_alert.details;
   if exists (select 1 from app_public.alerts a
-             where a.alert_rule_id = rule.id and a.subject_id = open_alert.subject_id
+             where a.alert_rule_id = rule.id and a.organization_id = rule.organization_id and a.subject_id = open_alert.subject_id
                and (a.status <> 'resolved' or a.triggered_at > now() - make_interval(secs => rule.cooldown_seconds))) then
     return null;
   end if;
@@ -1901,3 +1902,34 @@ end;
 $$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.sweep_offline_boxes(app_public.alert_rules) is
   E'For one `offline` rule: opens an alert for each box it covers that is not online and unseen for offline_after_seconds (boxes never connected are left alone), resolves the others.';
+
+--------------------------------------------------------------------------------
+-- How the foreign keys appear in GraphQL
+--------------------------------------------------------------------------------
+
+comment on constraint agents_box_id_organization_id_fkey on app_public.agents is E'@fieldName box\n@foreignFieldName agents';
+comment on constraint agents_type_id_fkey on app_public.agents is E'@fieldName type\n@foreignFieldName agents';
+comment on constraint agents_parent_agent_id_fkey on app_public.agents is E'@fieldName parentAgent\n@foreignFieldName forks';
+comment on constraint agents_created_by_fkey on app_public.agents is E'@fieldName creator\n@backwardBehavior -*';
+comment on constraint agent_api_keys_organization_id_agent_id_fkey on app_public.agent_api_keys is E'@fieldName agent\n@foreignFieldName apiKeys';
+comment on constraint agent_api_keys_created_by_fkey on app_public.agent_api_keys is E'@fieldName creator\n@backwardBehavior -*';
+comment on constraint agent_logs_organization_id_agent_id_fkey on app_public.agent_logs is E'@fieldName agent\n@foreignFieldName logs';
+comment on constraint cronjobs_organization_id_agent_id_fkey on app_public.cronjobs is E'@fieldName agent\n@foreignFieldName cronjobs';
+comment on constraint cronjobs_box_id_organization_id_fkey on app_public.cronjobs is E'@fieldName box\n@foreignFieldName cronjobs';
+comment on constraint cronjobs_created_by_fkey on app_public.cronjobs is E'@fieldName creator\n@backwardBehavior -*';
+comment on constraint cronjob_executions_organization_id_cronjob_id_fkey on app_public.cronjob_executions is E'@fieldName cronjob\n@foreignFieldName executions';
+comment on constraint cronjob_executions_cronjob_id_scheduled_for_key on app_public.cronjob_executions is E'@behavior -*';
+comment on constraint notification_channels_created_by_fkey on app_public.notification_channels is E'@fieldName creator\n@backwardBehavior -*';
+comment on constraint alert_rules_organization_id_agent_id_fkey on app_public.alert_rules is E'@fieldName agent\n@foreignFieldName alertRules';
+comment on constraint alert_rules_box_id_organization_id_fkey on app_public.alert_rules is E'@fieldName box\n@foreignFieldName alertRules';
+comment on constraint alert_rules_created_by_fkey on app_public.alert_rules is E'@fieldName creator\n@backwardBehavior -*';
+comment on constraint alert_rule_channels_rule_fkey on app_public.alert_rule_channels is E'@fieldName alertRule\n@foreignFieldName channelLinks';
+comment on constraint alert_rule_channels_channel_fkey on app_public.alert_rule_channels is E'@fieldName notificationChannel\n@foreignFieldName ruleLinks';
+comment on constraint alert_rule_channels_once on app_public.alert_rule_channels is E'@behavior -*';
+comment on constraint alerts_organization_id_alert_rule_id_fkey on app_public.alerts is E'@fieldName alertRule\n@foreignFieldName alerts';
+comment on constraint alerts_organization_id_agent_id_fkey on app_public.alerts is E'@fieldName agent\n@foreignFieldName alerts';
+comment on constraint alerts_box_id_organization_id_fkey on app_public.alerts is E'@fieldName box\n@foreignFieldName alerts';
+comment on constraint alerts_organization_id_cronjob_id_fkey on app_public.alerts is E'@fieldName cronjob\n@foreignFieldName alerts';
+comment on constraint alerts_acknowledged_by_fkey on app_public.alerts is E'@fieldName acknowledger\n@backwardBehavior -*';
+comment on constraint notifications_organization_id_notification_channel_id_fkey on app_public.notifications is E'@fieldName notificationChannel\n@foreignFieldName notifications';
+comment on constraint notifications_alert_id_fkey on app_public.notifications is E'@fieldName alert\n@foreignFieldName notifications';
