@@ -3,5 +3,12 @@
  * the crontab at the repository root schedules the recurring ones.
  */
 import type { TaskList } from "graphile-worker";
+import { purge_expired_invitations } from "./purge_expired_invitations.ts";
+import { purge_login_attempts } from "./purge_login_attempts.ts";
+import { purge_sessions } from "./purge_sessions.ts";
 
-export const taskList: TaskList = {};
+export const taskList: TaskList = {
+  purge_sessions,
+  purge_login_attempts,
+  purge_expired_invitations,
+};
