@@ -19,6 +19,15 @@ async function memberOf(client: Client, organizationId: string, role: Role): Pro
   return user;
 }
 
+/** An admin, a member and a viewer of `organizationId`. */
+async function staffOf(client: Client, organizationId: string): Promise<[TestUser, TestUser, TestUser]> {
+  return [
+    await memberOf(client, organizationId, "admin"),
+    await memberOf(client, organizationId, "member"),
+    await memberOf(client, organizationId, "viewer"),
+  ];
+}
+
 async function roleOf(client: Client, organizationId: string, user: TestUser): Promise<string | null> {
   const { rows } = await client.query("select role from app_public.organization_memberships where organization_id = $1 and user_id = $2", [
     organizationId,
@@ -129,11 +138,7 @@ describe("organizations", () => {
     await asRoot(async (client) => {
       const owner = await createUser(client);
       const organizationId = owner.organizationId;
-      const [admin, member, viewer] = [
-        await memberOf(client, organizationId, "admin"),
-        await memberOf(client, organizationId, "member"),
-        await memberOf(client, organizationId, "viewer"),
-      ];
+      const [admin, member, viewer] = await staffOf(client, organizationId);
       const change = (actor: TestUser, target: TestUser, role: Role) =>
         asUser(client, actor, () =>
           expectError(client, "select app_public.change_organization_member_role($1, $2, $3)", [organizationId, target.id, role]),
@@ -198,11 +203,7 @@ describe("organizations", () => {
     await asRoot(async (client) => {
       const owner = await createUser(client);
       const organizationId = owner.organizationId;
-      const [admin, member, viewer] = [
-        await memberOf(client, organizationId, "admin"),
-        await memberOf(client, organizationId, "member"),
-        await memberOf(client, organizationId, "viewer"),
-      ];
+      const [admin, member, viewer] = await staffOf(client, organizationId);
       await client.query("insert into app_public.subscriptions (organization_id, status) values ($1, 'trialing')", [organizationId]);
       const count = (user: TestUser, table: string) =>
         asUser(client, user, async () =>
