@@ -69,10 +69,9 @@ const commands: Record<string, Command> = {
     }
   },
   async seed({ config, logger, db }) {
-    if (config.isProduction) throw new ConfigError("refusing to seed development data with NODE_ENV=production");
     const pools = createPools(db.database, config, logger);
     try {
-      const output = await seed(pools.ownerPool);
+      const output = await seed(config, pools.ownerPool);
       const width = Math.max(...output.map(([label]) => label.length));
       process.stdout.write(
         "Development data is ready. These credentials are shown once:\n" +

@@ -11,6 +11,7 @@ import { seed } from "../src/seed/index.ts";
 import { ADMIN_EMAIL, DEVELOPMENT_ORGANIZATION } from "../src/seed/identity.ts";
 import { asRoot, pool } from "./helpers/db.ts";
 import { asUser } from "./helpers/identity.ts";
+import { testConfig } from "./helpers/server.ts";
 import { testDatabase } from "./setup/test-database.ts";
 
 const run = promisify(execFile);
@@ -61,7 +62,7 @@ describe("db:seed", () => {
     const first = printed(stdout);
     expect(first).toMatchObject({ "admin email": ADMIN_EMAIL, "admin token": expect.stringMatching(/^ses_/) });
 
-    const second = Object.fromEntries(await seed(pool("owner")));
+    const second = Object.fromEntries(await seed(testConfig(), pool("owner")));
     expect(second.organization).toBe(first.organization);
     expect(second["admin password"]).not.toBe(first["admin password"]);
 
@@ -84,11 +85,8 @@ describe("db:seed", () => {
     });
   });
 
-  test("refuses to run in production", async () => {
-    const error = await cli({ NODE_ENV: "production" }).then(
-      () => null,
-      (failure: { code: number; stderr: string }) => failure,
-    );
-    expect(error).toMatchObject({ code: 1, stderr: "agentplane: refusing to seed development data with NODE_ENV=production\n" });
+  test("refuses to run in production, before touching the database", async () => {
+    const production = { ...testConfig(), nodeEnv: "production" as const, isProduction: true };
+    await expect(seed(production, pool("owner"))).rejects.toThrow("refusing to seed development data with NODE_ENV=production");
   });
 });

@@ -6,6 +6,7 @@
  * return the credentials they generated, which are printed once.
  */
 import type { Pool, PoolClient } from "pg";
+import { ConfigError, type Config } from "../config.ts";
 import { seedIdentity } from "./identity.ts";
 
 export interface SeedContext {
@@ -25,8 +26,9 @@ export type Seeder = (context: SeedContext) => Promise<SeedOutput>;
 /** Seeders after the identity one, in order (the bridge adds a development box here). */
 export const seeders: Seeder[] = [];
 
-/** Runs every seeder in one transaction and returns everything they report. */
-export async function seed(ownerPool: Pool): Promise<SeedOutput> {
+/** Runs every seeder in one transaction and returns everything they report; refuses in production. */
+export async function seed(config: Config, ownerPool: Pool): Promise<SeedOutput> {
+  if (config.isProduction) throw new ConfigError("refusing to seed development data with NODE_ENV=production");
   const client = await ownerPool.connect();
   try {
     await client.query("begin");

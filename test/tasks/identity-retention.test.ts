@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { describe, expect, test } from "@jest/globals";
 import { Logger, parseCrontab, quickAddJob, runOnce } from "graphile-worker";
 import { CRONTAB_FILE } from "../../src/worker/index.ts";
-import { taskList } from "../../tasks/index.ts";
+import { purge_sessions } from "../../tasks/purge_sessions.ts";
 import { asRoot, pool, type Client } from "../helpers/db.ts";
 import { createCommittedUser, createUser, removeUser } from "../helpers/identity.ts";
 
@@ -33,11 +33,9 @@ async function addSessions(client: Client, userId: string, sessions: Array<[labe
 }
 
 describe("identity retention", () => {
-  test("the crontab schedules every purge task, and each is in the task list", async () => {
-    const items = parseCrontab(await readFile(CRONTAB_FILE, "utf8"));
-    const scheduled = items.map((item) => item.task);
+  test("the crontab schedules every identity purge task", async () => {
+    const scheduled = parseCrontab(await readFile(CRONTAB_FILE, "utf8")).map((item) => item.task);
     expect(scheduled).toEqual(expect.arrayContaining(["purge_sessions", "purge_login_attempts", "purge_expired_invitations"]));
-    for (const task of scheduled) expect(Object.keys(taskList)).toContain(task);
   });
 
   test("purge_sessions deletes sessions 7 days after expiry or revocation, and nothing else", async () => {
@@ -88,7 +86,7 @@ describe("identity retention", () => {
     const owner = await pool("owner").connect();
     try {
       await addSessions(owner, user.id, [["old", "-30 days", null]]);
-      const workerOptions = { pgPool: pool("owner"), logger: quiet, taskList: { purge_sessions: taskList.purge_sessions ?? (() => undefined) } };
+      const workerOptions = { pgPool: pool("owner"), logger: quiet, taskList: { purge_sessions } };
       for (let run = 0; run < 2; run += 1) {
         await quickAddJob({ pgPool: pool("owner"), logger: quiet }, "purge_sessions", {});
         await runOnce(workerOptions);
