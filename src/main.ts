@@ -81,6 +81,14 @@ async function main() {
   const config = orExitOnConfigError(() => loadConfig());
   const parts = orExitOnConfigError(() => parseParts(process.argv.slice(2)));
   const logger = createLogger(config.logLevel);
+  // Handle signals from the start: one arriving while the parts start (or just
+  // after "started" is logged) must drain them, not kill the process.
+  let stopRequested: NodeJS.Signals | null = null;
+  let onSignal = (signal: NodeJS.Signals) => {
+    stopRequested ??= signal;
+  };
+  process.on("SIGTERM", (signal) => onSignal(signal));
+  process.on("SIGINT", (signal) => onSignal(signal));
   let shutdown: () => Promise<void>;
   try {
     shutdown = await start(config, parts, logger);
@@ -89,7 +97,7 @@ async function main() {
     process.exit(1);
   }
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
+  onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
@@ -100,11 +108,11 @@ async function main() {
     timer.unref();
     void shutdown().then(() => {
       logger.info("stopped");
-      process.exit(0);
+      // pino writes asynchronously: let the last lines out before exiting.
+      logger.flush(() => process.exit(0));
     });
   };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  if (stopRequested !== null) onSignal(stopRequested);
 }
 
 await main();
