@@ -4,8 +4,8 @@
  * the audit log records it all and shows it to owners and admins only.
  */
 import { describe, expect, test } from "@jest/globals";
-import { asRoot, expectError, type Client } from "../../helpers/db.ts";
-import { asUser, createUser, type TestUser } from "../../helpers/identity.ts";
+import { asRoot, expectError, pool, type Client } from "../../helpers/db.ts";
+import { asUser, createCommittedUser, createUser, removeUser, type TestUser } from "../../helpers/identity.ts";
 
 type Role = "owner" | "admin" | "member" | "viewer";
 
@@ -73,6 +73,21 @@ describe("organizations", () => {
     });
   });
 
+  test("register's personal organization is audited as the new user's doing", async () => {
+    await asRoot(async (client) => {
+      const user = await createUser(client);
+      const entries = await client.query("select action, actor_type, actor_id from app_public.audit_log where organization_id = $1 order by action", [
+        user.organizationId,
+      ]);
+      expect(entries.rows).toEqual([
+        { action: "membership.created", actor_type: "user", actor_id: user.id },
+        { action: "organization.created", actor_type: "user", actor_id: user.id },
+      ]);
+      const after = await client.query("select current_setting('agentplane.token_hash', true) as hash");
+      expect(after.rows[0]?.hash ?? "").toBe("");
+    });
+  });
+
   test("only owners rename or delete an organization", async () => {
     await asRoot(async (client) => {
       const owner = await createUser(client);
@@ -132,6 +147,47 @@ describe("organizations", () => {
         lastOwner,
       );
     });
+  });
+
+  test("two owners demoting each other at the same time cannot leave the organization without one", async () => {
+    const [first, second] = [await createCommittedUser(), await createCommittedUser()];
+    const organizationId = first.organizationId;
+    const [one, two] = [await pool("root").connect(), await pool("root").connect()];
+    try {
+      await one.query("insert into app_public.organization_memberships (organization_id, user_id, role) values ($1, $2, 'owner')", [
+        organizationId,
+        second.id,
+      ]);
+      const demote = "update app_public.organization_memberships set role = 'admin' where organization_id = $1 and user_id = $2";
+      await one.query("begin");
+      await one.query(demote, [organizationId, first.id]);
+      await two.query("begin");
+      const racing = two.query(demote, [organizationId, second.id]).then(
+        () => null,
+        (error: { code?: string }) => error.code,
+      );
+      // The second transaction waits for the first (it locks the organization) before it checks for an owner.
+      for (let i = 0; i < 100; i += 1) {
+        const { rows } = await pool("root").query(
+          "select count(*)::int as waiting from pg_stat_activity where wait_event_type = 'Lock' and query like 'update app_public.organization_memberships%'",
+        );
+        if (rows[0]?.waiting === 1) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await one.query("commit");
+      expect(await racing).toBe("OWNER");
+      await two.query("rollback");
+      const owners = await pool("root").query(
+        "select count(*)::int as owners from app_public.organization_memberships where organization_id = $1 and role = 'owner'",
+        [organizationId],
+      );
+      expect(owners.rows[0]?.owners).toBe(1);
+    } finally {
+      one.release();
+      two.release();
+      await removeUser(second);
+      await removeUser(first);
+    }
   });
 
   test("admins manage members but not owners; members and viewers manage nobody", async () => {
