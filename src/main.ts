@@ -81,12 +81,23 @@ async function main() {
   const config = orExitOnConfigError(() => loadConfig());
   const parts = orExitOnConfigError(() => parseParts(process.argv.slice(2)));
   const logger = createLogger(config.logLevel);
-  // Listen for signals before starting: a signal that arrives while the parts
-  // start (the worker's first jobs can delay the code after `await start()`)
-  // waits for them and then drains, rather than killing the process outright.
+  // Handle signals from the start: one arriving while the parts start (or just
+  // after "started" is logged) must drain them, not kill the process.
+  let stopRequested: NodeJS.Signals | null = null;
+  let onSignal = (signal: NodeJS.Signals) => {
+    stopRequested ??= signal;
+  };
+  process.on("SIGTERM", (signal) => onSignal(signal));
+  process.on("SIGINT", (signal) => onSignal(signal));
+  let shutdown: () => Promise<void>;
+  try {
+    shutdown = await start(config, parts, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, "could not start");
+    process.exit(1);
+  }
   let stopping = false;
-  let started: Promise<() => Promise<void>> | null = null;
-  const onSignal = (signal: NodeJS.Signals) => {
+  onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
@@ -95,21 +106,13 @@ async function main() {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     timer.unref();
-    void started?.then(async (shutdown) => {
-      await shutdown();
+    void shutdown().then(() => {
       logger.info("stopped");
-      process.exit(0);
+      // pino writes asynchronously: let the last lines out before exiting.
+      logger.flush(() => process.exit(0));
     });
   };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
-  started = start(config, parts, logger);
-  try {
-    await started;
-  } catch (error) {
-    logger.fatal({ err: error }, "could not start");
-    process.exit(1);
-  }
+  if (stopRequested !== null) onSignal(stopRequested);
 }
 
 await main();

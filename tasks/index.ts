@@ -9,9 +9,16 @@ import { cronjobDeliver } from "./cronjob_deliver.ts";
 import { cronjobExecutionsPurge } from "./cronjob_executions_purge.ts";
 import { cronjobRun } from "./cronjob_run.ts";
 import { notificationDeliver } from "./notification_deliver.ts";
+import { purge_expired_invitations } from "./purge_expired_invitations.ts";
+import { purge_login_attempts } from "./purge_login_attempts.ts";
+import { purge_sessions } from "./purge_sessions.ts";
 
+/** Tasks that need the configuration (the encryption key, delivery limits) get it from `context`. */
 export function createTaskList(context: TaskContext): TaskList {
   return {
+    purge_sessions,
+    purge_login_attempts,
+    purge_expired_invitations,
     alerts_sweep: alertsSweep(context),
     cronjob_deliver: cronjobDeliver(context),
     cronjob_executions_purge: cronjobExecutionsPurge,

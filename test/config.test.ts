@@ -19,6 +19,7 @@ describe("loadConfig", () => {
     expect(config.port).toBe(3000);
     expect(config.migrateOnStart).toBe(true);
     expect(config.visitorRole).toBe("agentplane_visitor");
+    expect(config.sessionLifetimeHours).toBe(168);
   });
 
   test("reads a configured database", () => {
@@ -70,6 +71,7 @@ describe("loadConfig", () => {
     [{ ...key, SMTP_URL: "mail.example:25" }, /SMTP_URL must start with smtp:\/\/ or smtps:\/\//],
     [{ ...key, TELEGRAM_API_URL: "api.telegram.org" }, /TELEGRAM_API_URL must be an http\(s\) URL/],
     [{ ...key, DELIVERY_MAX_ATTEMPTS: "0" }, /DELIVERY_MAX_ATTEMPTS must be a whole number from 1 to 25/],
+    [{ SESSION_LIFETIME_HOURS: "0" }, /SESSION_LIFETIME_HOURS must be a whole number from 1 to 8760/],
   ])("refuses %j with a clear message", (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);
