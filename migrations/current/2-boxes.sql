@@ -92,12 +92,12 @@ begin
       execute format('create table app_private.%I partition of %s for values from (%L) to (%L)',
                      v_name, parent, v_from, v_from + v_step);
       action := 'created';
-      partition_name := v_name;
+      partition_name := 'app_private.' || v_name;
       return next;
     end if;
   end loop;
   for v_partition in
-    select c.oid::regclass as name, pg_get_expr(c.relpartbound, c.oid) as bound
+    select c.oid::regclass::text as name, pg_get_expr(c.relpartbound, c.oid) as bound
     from pg_inherits i
     join pg_class c on c.oid = i.inhrelid
     where i.inhparent = parent
@@ -106,7 +106,7 @@ begin
     if v_upper is not null and v_upper <= now() - keep * v_step then
       execute format('drop table %s', v_partition.name);
       action := 'dropped';
-      partition_name := v_partition.name::text;
+      partition_name := v_partition.name;
       return next;
     end if;
   end loop;
