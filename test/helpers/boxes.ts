@@ -37,7 +37,13 @@ export async function createBox(client: Client, user: TestUser, name = `box-${un
 export async function createCommittedBox(user: TestUser, name?: string): Promise<TestBox> {
   const client = await pool("root").connect();
   try {
-    return await createBox(client, user, name);
+    await client.query("begin");
+    const box = await createBox(client, user, name);
+    await client.query("commit");
+    return box;
+  } catch (error) {
+    await client.query("rollback");
+    throw error;
   } finally {
     client.release();
   }
