@@ -22,6 +22,37 @@ export interface DatabaseConfig {
   shadowUrl: string | null;
 }
 
+/** The box bridge (docs/bridge-protocol.md). */
+export interface BridgeConfig {
+  /** WebSocket pings, and the heartbeat interval announced to boxes; silent for two of them: disconnected. */
+  heartbeatIntervalMs: number;
+  /** How often last_seen_at and the instance's own heartbeat are written (one statement for all boxes). */
+  presenceFlushMs: number;
+  /** How long after the upgrade a box has to say hello. */
+  helloTimeoutMs: number;
+  /** Largest frame accepted (ws maxPayload). */
+  maxFrameBytes: number;
+  /** Bytes waiting to be sent to one box beyond which it is disconnected as a slow consumer. */
+  maxBufferedBytes: number;
+  /** Frames one connection may send a minute. */
+  framesPerMinute: number;
+  /** Refused frames (invalid or over the rate) a minute before the connection is closed with 1008. */
+  maxViolations: number;
+}
+
+/** Commands sent to boxes: limits and defaults, enforced in SQL (passed as agentplane.* settings). */
+export interface BoxCommandConfig {
+  perBoxPerMinute: number;
+  perOrganizationPerHour: number;
+  defaultTimeoutMs: number;
+  /** A command never delivered expires this long after being queued. */
+  expiryMs: number;
+  /** How long a rotated box key keeps working. */
+  keyGraceHours: number;
+  /** Output kept per stream of a command. */
+  maxOutputBytes: number;
+}
+
 export interface Config {
   nodeEnv: NodeEnv;
   isProduction: boolean;
@@ -38,6 +69,10 @@ export interface Config {
   /** Run pending migrations at start-up (always true for the embedded database). */
   migrateOnStart: boolean;
   redisUrl: string | null;
+  /** Prefix of every Redis key and channel (several deployments, or test runs, can share one Redis). */
+  redisKeyPrefix: string;
+  bridge: BridgeConfig;
+  boxCommands: BoxCommandConfig;
   /** statement_timeout for every GraphQL request, in milliseconds. */
   statementTimeoutMs: number;
   /** Largest accepted GraphQL request body, in bytes. */
@@ -256,6 +291,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) {
     throw new ConfigError(`REDIS_URL must start with redis:// or rediss:// (got "${redisUrl}")`);
   }
+  const redisKeyPrefix = read(env, "REDIS_KEY_PREFIX") ?? "agentplane:";
+  if (!/^[A-Za-z0-9_:.-]{1,64}$/.test(redisKeyPrefix)) {
+    throw new ConfigError(`REDIS_KEY_PREFIX must be 1 to 64 letters, digits or _:.- (got "${redisKeyPrefix}")`);
+  }
   const dataDir = path.resolve(read(env, "DATA_DIR") ?? ".data");
   const logLevel = oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const, "info");
   return {
@@ -270,6 +309,24 @@ export function loadConfig(env: Env = process.env): Config {
     embeddedPgPort: integer(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
     migrateOnStart: database === null || boolean(env, "MIGRATE_ON_START", !isProduction),
     redisUrl,
+    redisKeyPrefix,
+    bridge: {
+      heartbeatIntervalMs: integer(env, "BRIDGE_HEARTBEAT_INTERVAL_MS", 30_000, 100, 600_000),
+      presenceFlushMs: integer(env, "BRIDGE_PRESENCE_FLUSH_MS", 10_000, 50, 600_000),
+      helloTimeoutMs: integer(env, "BRIDGE_HELLO_TIMEOUT_MS", 10_000, 100, 600_000),
+      maxFrameBytes: integer(env, "BRIDGE_MAX_FRAME_BYTES", 1_048_576, 4_096, 64 * 1_048_576),
+      maxBufferedBytes: integer(env, "BRIDGE_MAX_BUFFERED_BYTES", 4 * 1_048_576, 65_536, 1_024 * 1_048_576),
+      framesPerMinute: integer(env, "BRIDGE_FRAMES_PER_MINUTE", 1_000, 1, 10_000_000),
+      maxViolations: integer(env, "BRIDGE_MAX_VIOLATIONS", 10, 1, 10_000),
+    },
+    boxCommands: {
+      perBoxPerMinute: integer(env, "BOX_COMMANDS_PER_MINUTE", 100, 1, 10_000_000),
+      perOrganizationPerHour: integer(env, "ORGANIZATION_COMMANDS_PER_HOUR", 1_000, 1, 1_000_000_000),
+      defaultTimeoutMs: integer(env, "BOX_COMMAND_TIMEOUT_MS", 60_000, 1, 86_400_000),
+      expiryMs: integer(env, "BOX_COMMAND_EXPIRY_MS", 3_600_000, 1_000, 30 * 86_400_000),
+      keyGraceHours: integer(env, "BOX_KEY_GRACE_HOURS", 24, 0, 8_760),
+      maxOutputBytes: integer(env, "BOX_MAX_OUTPUT_BYTES", 1_048_576, 1_024, 64 * 1_048_576),
+    },
     statementTimeoutMs: integer(env, "STATEMENT_TIMEOUT_MS", 10_000, 100, 3_600_000),
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 102_400, 1_024, 100 * 1024 * 1024),
     workerConcurrency: integer(env, "WORKER_CONCURRENCY", 4, 1, 100),
@@ -287,6 +344,22 @@ export function loadConfig(env: Env = process.env): Config {
       smtp: smtpServer(env),
       smtpFrom: read(env, "SMTP_FROM") ?? "agentplane <alerts@localhost>",
     },
+  };
+}
+
+/**
+ * The configuration SQL reads (app_private.box_setting), as settings of every
+ * database session the process opens (src/db/pools.ts).
+ */
+export function databaseSessionSettings(config: Config): Record<string, string> {
+  const { boxCommands } = config;
+  return {
+    "agentplane.box_commands_per_minute": String(boxCommands.perBoxPerMinute),
+    "agentplane.organization_box_commands_per_hour": String(boxCommands.perOrganizationPerHour),
+    "agentplane.box_command_timeout_ms": String(boxCommands.defaultTimeoutMs),
+    "agentplane.box_command_expiry_ms": String(boxCommands.expiryMs),
+    "agentplane.box_key_grace_hours": String(boxCommands.keyGraceHours),
+    "agentplane.box_max_output_bytes": String(boxCommands.maxOutputBytes),
   };
 }
 

@@ -6,7 +6,7 @@
  */
 import "./env.ts";
 import { parseArgs } from "node:util";
-import { createBridge } from "./bridge/index.ts";
+import { startBridge } from "./bridge/index.ts";
 import { ConfigError, loadConfig, orExitOnConfigError, type Config } from "./config.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
@@ -51,12 +51,16 @@ async function start(config: Config, parts: Part[], logger: Logger) {
       stops.push({ name: "worker", stop: () => runner.stop() });
     }
     if (parts.includes("api") || parts.includes("bridge")) {
+      const bridge = parts.includes("bridge")
+        ? await startBridge({ config, logger: logger.child({ part: "bridge" }), ownerPool: pools.ownerPool })
+        : null;
+      if (bridge !== null) stops.push({ name: "bridge", stop: () => bridge.stop() });
       const http = await startHttpServer({
         config,
         logger: logger.child({ part: "http" }),
         ownerPool: pools.ownerPool,
         authPool: parts.includes("api") ? pools.authPool : null,
-        bridge: parts.includes("bridge") ? createBridge(logger.child({ part: "bridge" })) : null,
+        bridge,
       });
       stops.push({ name: "http", stop: http.close });
       logger.info(

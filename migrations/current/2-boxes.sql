@@ -39,7 +39,7 @@ begin
         'send_box_command', 'cancel_box_command', 'requeue_box_commands', 'bridge_authenticate',
         'bridge_box_connected', 'bridge_box_disconnected', 'bridge_heartbeat',
         'bridge_stopped', 'bridge_claim_commands', 'bridge_record_acks', 'bridge_record_outputs',
-        'bridge_record_results', 'bridge_record_metrics', 'time_out_box_commands', 'sweep_box_commands',
+        'bridge_record_results', 'bridge_record_metrics', 'bridge_record_frames', 'time_out_box_commands', 'sweep_box_commands',
         'sweep_box_presence', 'mark_connections_offline', 'box_commands_recent', 'finish_box_command'
       )
   loop
@@ -92,12 +92,12 @@ begin
       execute format('create table app_private.%I partition of %s for values from (%L) to (%L)',
                      v_name, parent, v_from, v_from + v_step);
       action := 'created';
-      partition_name := v_name;
+      partition_name := 'app_private.' || v_name;
       return next;
     end if;
   end loop;
   for v_partition in
-    select c.oid::regclass as name, pg_get_expr(c.relpartbound, c.oid) as bound
+    select c.oid::regclass::text as name, pg_get_expr(c.relpartbound, c.oid) as bound
     from pg_inherits i
     join pg_class c on c.oid = i.inhrelid
     where i.inhparent = parent
@@ -106,7 +106,7 @@ begin
     if v_upper is not null and v_upper <= now() - keep * v_step then
       execute format('drop table %s', v_partition.name);
       action := 'dropped';
-      partition_name := v_partition.name::text;
+      partition_name := v_partition.name;
       return next;
     end if;
   end loop;
@@ -956,11 +956,13 @@ comment on function app_private.bridge_stopped(uuid) is
 
 create function app_private.bridge_claim_commands(box_id uuid, connection_seq bigint, max_commands int)
 returns setof app_public.box_commands as $$
-  with connection as (
+  with connection as materialized (
+    -- Locked, so that a close (or a newer connection) committing meanwhile is seen: nothing is sent on a dead connection.
     select 1 from app_private.box_connections c
     where c.box_id = bridge_claim_commands.box_id
       and c.connection_seq = bridge_claim_commands.connection_seq
       and c.instance_id is not null
+    for share
   ), next as (
     select c.id, c.queued_at
     from app_public.box_commands c
@@ -1088,18 +1090,58 @@ comment on function app_private.bridge_record_results(uuid[], uuid[], boolean[],
 
 create function app_private.bridge_record_metrics(box_ids uuid[], agent_ids uuid[], names text[], vals double precision[], labels jsonb[])
 returns int as $$
-  with inserted as (
+declare
+  v_count int;
+begin
+  -- An agent id is kept only for an agent of the box's organization (once the schedules module has agents).
+  execute format($sql$
     insert into app_public.metric_samples (organization_id, box_id, agent_id, name, value, labels)
-    select b.organization_id, m.box_id, m.agent_id, m.name, m.value, coalesce(m.labels, '{}')
-    from unnest(bridge_record_metrics.box_ids, bridge_record_metrics.agent_ids, bridge_record_metrics.names,
-                bridge_record_metrics.vals, bridge_record_metrics.labels) as m (box_id, agent_id, name, value, labels)
+    select b.organization_id, m.box_id, %s, m.name, m.value, coalesce(m.labels, '{}')
+    from unnest($1, $2, $3, $4, $5) as m (box_id, agent_id, name, value, labels)
     join app_public.boxes b on b.id = m.box_id
-    returning 1
-  )
-  select count(*)::int from inserted;
-$$ language sql volatile set search_path to pg_catalog, public, pg_temp;
+  $sql$, case when to_regclass('app_public.agents') is null then 'null::uuid'
+              else '(select a.id from app_public.agents a where a.id = m.agent_id and a.organization_id = b.organization_id)' end)
+  using bridge_record_metrics.box_ids, bridge_record_metrics.agent_ids, bridge_record_metrics.names,
+        bridge_record_metrics.vals, bridge_record_metrics.labels;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$ language plpgsql volatile set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.bridge_record_metrics(uuid[], uuid[], text[], double precision[], jsonb[]) is
-  E'Stores heartbeat metrics of many boxes in one statement (samples of deleted boxes are skipped).';
+  E'Stores heartbeat metrics of many boxes in one statement (samples of deleted boxes are skipped; an agent id not of the box''s organization is dropped).';
+
+create function app_private.bridge_record_frames(
+  ack_box_ids uuid[],
+  ack_ids uuid[],
+  output_box_ids uuid[],
+  output_ids uuid[],
+  output_seqs int[],
+  output_streams text[],
+  output_chunks text[],
+  result_box_ids uuid[],
+  result_ids uuid[],
+  result_successes boolean[],
+  result_responses jsonb[],
+  result_errors text[],
+  result_error_codes text[],
+  result_exit_codes int[]
+) returns setof app_private.bridge_recorded as $$
+begin
+  -- In the order a box sends them: acknowledgements, then output, then results.
+  if cardinality(ack_ids) > 0 then
+    perform app_private.bridge_record_acks(ack_box_ids, ack_ids);
+  end if;
+  if cardinality(output_ids) > 0 then
+    perform app_private.bridge_record_outputs(output_box_ids, output_ids, output_seqs, output_streams, output_chunks);
+  end if;
+  if cardinality(result_ids) > 0 then
+    return query select * from app_private.bridge_record_results(result_box_ids, result_ids, result_successes,
+      result_responses, result_errors, result_error_codes, result_exit_codes);
+  end if;
+end;
+$$ language plpgsql volatile set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.bridge_record_frames(uuid[], uuid[], uuid[], uuid[], int[], text[], text[], uuid[], uuid[], boolean[], jsonb[], text[], text[], int[]) is
+  E'What the bridge received from boxes since its last call, in one round trip: acknowledgements, output chunks, then results (see the functions it calls). Returns what became of each result.';
 
 --------------------------------------------------------------------------------
 -- Time-outs, expiry, presence: the sweeps (the worker runs them every minute;

@@ -1,5 +1,5 @@
 import pg from "pg";
-import type { Config, DatabaseConfig } from "../config.ts";
+import { databaseSessionSettings, type Config, type DatabaseConfig } from "../config.ts";
 import type { Logger } from "../logger.ts";
 
 export interface Pools {
@@ -10,8 +10,15 @@ export interface Pools {
   end(): Promise<void>;
 }
 
-function pool(connectionString: string, max: number, name: string, logger: Logger): pg.Pool {
-  const created = new pg.Pool({ connectionString, max, application_name: `agentplane ${name}` });
+/** `-c name=value …`: settings every session of a pool starts with. */
+function sessionOptions(settings: Record<string, string>): string {
+  return Object.entries(settings)
+    .map(([name, value]) => `-c ${name}=${value.replace(/[\\ ]/g, (c) => `\\${c}`)}`)
+    .join(" ");
+}
+
+function pool(connectionString: string, max: number, name: string, logger: Logger, options: string): pg.Pool {
+  const created = new pg.Pool({ connectionString, max, application_name: `agentplane ${name}`, options });
   // A connection lost while idle or checked out (database restart) must not crash the process.
   const onError = (error: Error) => logger.warn({ err: error, pool: name }, "database connection lost");
   created.on("error", onError);
@@ -20,8 +27,9 @@ function pool(connectionString: string, max: number, name: string, logger: Logge
 }
 
 export function createPools(database: DatabaseConfig, config: Config, logger: Logger): Pools {
-  const ownerPool = pool(database.ownerUrl, config.workerConcurrency + 10, "owner", logger);
-  const authPool = pool(database.authUrl, 20, "api", logger);
+  const options = sessionOptions(databaseSessionSettings(config));
+  const ownerPool = pool(database.ownerUrl, config.workerConcurrency + 10, "owner", logger, options);
+  const authPool = pool(database.authUrl, 20, "api", logger, options);
   return {
     ownerPool,
     authPool,

@@ -10,6 +10,9 @@
  * - class 22 (invalid data) or 23 (constraint violations);
  * - `42501`, insufficient privilege (row-level security refused a write).
  *
+ * A JSON object in the error's DETAIL (e.g. `{"retry_after_seconds": 12}` with
+ * RATEL) is added to the extensions.
+ *
  * Anything else (a bug, a lost connection) stays masked and is logged.
  */
 import { GraphQLError } from "postgraphile/graphql";
@@ -23,6 +26,18 @@ function sqlState(error: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
+/** The fields of a JSON object in DETAIL, if that is what it holds. */
+function detailFields(error: unknown): Record<string, unknown> {
+  const detail = (error as { detail?: unknown } | null)?.detail;
+  if (typeof detail !== "string" || !detail.startsWith("{")) return {};
+  try {
+    const parsed: unknown = JSON.parse(detail);
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
 export function maskError(error: GraphQLError): GraphQLError {
   const code = sqlState(error.originalError);
   if (code !== undefined && SAFE_SQLSTATE.test(code)) {
@@ -32,7 +47,7 @@ export function maskError(error: GraphQLError): GraphQLError {
       positions: error.positions,
       path: error.path,
       originalError: error.originalError,
-      extensions: { code },
+      extensions: { ...detailFields(error.originalError), code },
     });
   }
   return defaultMaskError(error);

@@ -3,7 +3,7 @@
  * free port, against this run's database, and a GraphQL-over-HTTP client.
  */
 import type { Runner } from "graphile-worker";
-import { createBridge } from "../../src/bridge/index.ts";
+import { startBridge, type Bridge } from "../../src/bridge/index.ts";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { createPools, type Pools } from "../../src/db/pools.ts";
 import { createLogger } from "../../src/logger.ts";
@@ -21,6 +21,7 @@ export interface TestServer {
   url: string;
   config: Config;
   pools: Pools;
+  bridge: Bridge;
   graphql<TData = Record<string, unknown>>(
     query: string,
     variables?: Record<string, unknown>,
@@ -54,18 +55,20 @@ export async function startTestServer(
   const logger = createLogger(config.logLevel);
   const pools = createPools(testDatabase().database, config, logger);
   const runner: Runner | null = options.worker ? await startWorker({ config, logger, ownerPool: pools.ownerPool }) : null;
+  const bridge = await startBridge({ config, logger, ownerPool: pools.ownerPool });
   const http = await startHttpServer({
     config,
     logger,
     ownerPool: pools.ownerPool,
     authPool: pools.authPool,
-    bridge: createBridge(logger),
+    bridge,
     port: 0,
   });
   return {
     url: http.url,
     config,
     pools,
+    bridge,
     async graphql(query, variables = {}, { token, headers = {} } = {}) {
       const response = await fetch(`${http.url}/graphql`, {
         method: "POST",
