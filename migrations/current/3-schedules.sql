@@ -1167,6 +1167,7 @@ create table app_public.alert_rule_channels (
   constraint alert_rule_channels_channel_fkey foreign key (organization_id, notification_channel_id)
     references app_public.notification_channels (organization_id, id) on delete cascade
 );
+create index on app_public.alert_rule_channels (alert_rule_id);
 create index on app_public.alert_rule_channels (notification_channel_id);
 
 comment on table app_public.alert_rule_channels is

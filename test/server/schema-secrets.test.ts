@@ -1,7 +1,8 @@
 /**
  * The GraphQL schema exposes no hash, secret, ciphertext or password, and a
- * token only where one is handed out once (login/register, invitations) or
- * handed in (acceptInvitation). Checked on every name in the SDL: types,
+ * token only where one is handed out once (login/register, invitations, a
+ * webhook signing secret) or handed in (acceptInvitation, notification channel
+ * secrets). Checked on every name in the SDL: types,
  * fields, arguments, input fields, enum values (orderBy, groupBy, aggregates).
  */
 import { readFile } from "node:fs/promises";
@@ -29,6 +30,14 @@ const ALLOWED = new Set([
   "ChangePasswordInput.oldPassword",
   "ChangePasswordInput.newPassword",
   "Mutation.changePassword",
+  // Notification channel secrets are handed in, and only their names come back.
+  "Mutation.setNotificationChannelSecrets",
+  "SetNotificationChannelSecretsInput.secrets",
+  "NotificationChannel.secretFields",
+  "NotificationChannelDistinctCountAggregates.secretFields",
+  // A new webhook signing secret is shown once.
+  "Mutation.rotateWebhookSigningSecret",
+  "RotateWebhookSigningSecretPayload.secret",
 ]);
 
 interface Member {
