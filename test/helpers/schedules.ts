@@ -1,5 +1,5 @@
 /**
- * Agents, boxes and rules for schedule and alert tests, made inside the
+ * Agents, keys, channels and rules for schedule and alert tests (boxes: ./boxes.ts), made inside the
  * caller's (root) transaction, through the API functions as a user where one
  * would use them.
  */
@@ -37,17 +37,6 @@ export async function createAgentKey(client: Client, user: TestUser, agentId: un
 /** Runs fn as the visitor holding an agent key. */
 export function asAgent<T>(client: Client, key: string, fn: () => Promise<T>): Promise<T> {
   return asUser(client, { token: key }, fn);
-}
-
-/** A box of the user's organization (create_box), and its key. */
-export async function createBox(client: Client, user: TestUser): Promise<{ id: string; key: string }> {
-  const { rows } = await asUser(client, user, () =>
-    client.query<{ box_id: string; api_key: string }>("select box_id, api_key from app_public.create_box($1, $2)", [
-      user.organizationId,
-      `box-${uniqueSuffix()}`,
-    ]),
-  );
-  return { id: rows[0]!.box_id, key: rows[0]!.api_key };
 }
 
 /** Adds `user` to `organizationId` with `role`. */

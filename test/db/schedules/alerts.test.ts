@@ -6,8 +6,9 @@
  */
 import { describe, expect, test } from "@jest/globals";
 import { asRoot, expectError, type Client } from "../../helpers/db.ts";
+import { createBox } from "../../helpers/boxes.ts";
 import { asUser, createUser } from "../../helpers/identity.ts";
-import { addMember, asAgent, createAgent, createAgentKey, createBox, createChannel, createRule, type Row } from "../../helpers/schedules.ts";
+import { addMember, asAgent, createAgent, createAgentKey, createChannel, createRule, type Row } from "../../helpers/schedules.ts";
 
 async function alertsOf(client: Client, ruleId: unknown) {
   const { rows } = await client.query(

@@ -4,8 +4,9 @@
  */
 import { describe, expect, test } from "@jest/globals";
 import { asRoot, expectError, type Client } from "../../helpers/db.ts";
+import { createBox } from "../../helpers/boxes.ts";
 import { asUser, createUser, type TestUser } from "../../helpers/identity.ts";
-import { asAgent, createAgent, createAgentKey, createBox, insertAs } from "../../helpers/schedules.ts";
+import { asAgent, createAgent, createAgentKey, insertAs } from "../../helpers/schedules.ts";
 
 describe("agents on boxes", () => {
   test("organization_limits.max_agents_per_box is enforced, on insert and on a move", async () => {
