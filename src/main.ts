@@ -85,18 +85,12 @@ async function main() {
   const config = orExitOnConfigError(() => loadConfig());
   const parts = orExitOnConfigError(() => parseParts(process.argv.slice(2)));
   const logger = createLogger(config.logLevel);
-  let shutdown: () => Promise<void>;
-  try {
-    shutdown = await start(config, parts, logger);
-  } catch (error) {
-    logger.fatal({ err: error }, "could not start");
-    process.exit(1);
-  }
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
+  // Handlers first: a signal during start-up is kept and acted on once started (never the default "die at once").
+  let shutdown: (() => Promise<void>) | null = null;
+  let signalled: NodeJS.Signals | null = null;
+  const stop = () => {
+    if (signalled === null || shutdown === null) return;
+    logger.info({ signal: signalled }, "shutting down");
     const timer = setTimeout(() => {
       logger.warn({ timeoutMs: config.shutdownTimeoutMs }, "shutdown took too long; exiting anyway");
       process.exit(1);
@@ -107,8 +101,20 @@ async function main() {
       process.exit(0);
     });
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled !== null) return;
+    signalled = signal;
+    stop();
+  };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  try {
+    shutdown = await start(config, parts, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, "could not start");
+    process.exit(1);
+  }
+  stop();
 }
 
 await main();

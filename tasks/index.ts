@@ -3,5 +3,6 @@
  * the crontab at the repository root schedules the recurring ones.
  */
 import type { TaskList } from "graphile-worker";
+import { boxTasks } from "./boxes.ts";
 
-export const taskList: TaskList = {};
+export const taskList: TaskList = { ...boxTasks };

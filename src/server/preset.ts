@@ -13,6 +13,7 @@ import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connecti
 import type { Config } from "../config.ts";
 import { maskError } from "./errors.ts";
 import { LoginFailurePlugin } from "./login-failure.ts";
+import { BoxSubscriptionsPlugin } from "./plugins/box-subscriptions.ts";
 import { GeometricBoxNamePlugin } from "./plugins/geometric-box-name.ts";
 import { requestPgSettings, requestSource } from "./request-settings.ts";
 import type { SessionActivity } from "./session-activity.ts";
@@ -49,7 +50,7 @@ export function makePreset({ config, authPool, sessionActivity }: PresetOptions)
       PostGraphileConnectionFilterPreset,
       PgAggregatesPreset,
     ],
-    plugins: [LoginFailurePlugin, GeometricBoxNamePlugin, ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
+    plugins: [LoginFailurePlugin, GeometricBoxNamePlugin, BoxSubscriptionsPlugin, ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
     pgServices: [makePgService({ pool: authPool, schemas: ["app_public"], pubsub: true })],
     gather: {
       // Function arguments are required unless they have defaults.
