@@ -8,6 +8,7 @@
  *   node src/cli.ts watch          re-run current.sql on every save (development)
  *   node src/cli.ts commit -m msg  turn current.sql into the next committed migration
  *   node src/cli.ts export-schema  write the sorted GraphQL SDL to schema.graphql
+ *   node src/cli.ts seed           development data; prints the credentials it made (not in production)
  */
 import "./env.ts";
 import { writeFile } from "node:fs/promises";
@@ -19,6 +20,7 @@ import { openDatabase, type OpenDatabase } from "./db/open.ts";
 import { createPools } from "./db/pools.ts";
 import { dropDatabase, setupDatabase } from "./db/setup.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { seed } from "./seed/index.ts";
 import { SCHEMA_FILE, schemaSdl } from "./server/schema-sdl.ts";
 
 type Command = (context: { config: Config; logger: Logger; db: OpenDatabase; args: string[] }) => Promise<void>;
@@ -62,6 +64,19 @@ const commands: Record<string, Command> = {
     try {
       await writeFile(SCHEMA_FILE, await schemaSdl(config, pools.authPool));
       logger.info({ file: SCHEMA_FILE }, "schema exported");
+    } finally {
+      await pools.end();
+    }
+  },
+  async seed({ config, logger, db }) {
+    const pools = createPools(db.database, config, logger);
+    try {
+      const output = await seed(config, pools.ownerPool);
+      const width = Math.max(...output.map(([label]) => label.length));
+      process.stdout.write(
+        "Development data is ready. These credentials are shown once:\n" +
+          output.map(([label, value]) => `  ${label.padEnd(width)}  ${value}\n`).join(""),
+      );
     } finally {
       await pools.end();
     }

@@ -85,12 +85,26 @@ async function main() {
   const config = orExitOnConfigError(() => loadConfig());
   const parts = orExitOnConfigError(() => parseParts(process.argv.slice(2)));
   const logger = createLogger(config.logLevel);
-  // Handlers first: a signal during start-up is kept and acted on once started (never the default "die at once").
-  let shutdown: (() => Promise<void>) | null = null;
-  let signalled: NodeJS.Signals | null = null;
-  const stop = () => {
-    if (signalled === null || shutdown === null) return;
-    logger.info({ signal: signalled }, "shutting down");
+  // Handle signals from the start: one arriving while the parts start (or just
+  // after "started" is logged) must drain them, not kill the process.
+  let stopRequested: NodeJS.Signals | null = null;
+  let onSignal = (signal: NodeJS.Signals) => {
+    stopRequested ??= signal;
+  };
+  process.on("SIGTERM", (signal) => onSignal(signal));
+  process.on("SIGINT", (signal) => onSignal(signal));
+  let shutdown: () => Promise<void>;
+  try {
+    shutdown = await start(config, parts, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, "could not start");
+    process.exit(1);
+  }
+  let stopping = false;
+  onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
     const timer = setTimeout(() => {
       logger.warn({ timeoutMs: config.shutdownTimeoutMs }, "shutdown took too long; exiting anyway");
       process.exit(1);
@@ -98,23 +112,11 @@ async function main() {
     timer.unref();
     void shutdown().then(() => {
       logger.info("stopped");
-      process.exit(0);
+      // pino writes asynchronously: let the last lines out before exiting.
+      logger.flush(() => process.exit(0));
     });
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (signalled !== null) return;
-    signalled = signal;
-    stop();
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
-  try {
-    shutdown = await start(config, parts, logger);
-  } catch (error) {
-    logger.fatal({ err: error }, "could not start");
-    process.exit(1);
-  }
-  stop();
+  if (stopRequested !== null) onSignal(stopRequested);
 }
 
 await main();

@@ -14,6 +14,7 @@ describe("loadConfig", () => {
     expect(config.port).toBe(3000);
     expect(config.migrateOnStart).toBe(true);
     expect(config.visitorRole).toBe("agentplane_visitor");
+    expect(config.sessionLifetimeHours).toBe(168);
   });
 
   test("reads a configured database", () => {
@@ -39,6 +40,7 @@ describe("loadConfig", () => {
     [{ DATABASE_VISITOR: "Visitor; drop table x" }, /DATABASE_VISITOR must be a lower-case PostgreSQL identifier/],
     [{ MIGRATE_ON_START: "maybe", ...external }, /MIGRATE_ON_START must be true or false/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
+    [{ SESSION_LIFETIME_HOURS: "0" }, /SESSION_LIFETIME_HOURS must be a whole number from 1 to 8760/],
   ])("refuses %j with a clear message", (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

@@ -23,6 +23,7 @@ drop table if exists app_public.users cascade;
 drop function if exists app_private.purge_expired_invitations(int) cascade;
 drop function if exists app_private.purge_login_attempts(int) cascade;
 drop function if exists app_private.purge_sessions(int) cascade;
+drop function if exists app_private.delete_expired_rows(regclass, text, int) cascade;
 drop function if exists app_private.touch_session(text) cascade;
 drop function if exists app_public.accept_invitation(text) cascade;
 drop function if exists app_public.invite_to_organization(uuid, citext, text) cascade;
@@ -717,8 +718,9 @@ begin
   update app_private.user_secrets s
     set password_hash = v_hash, password_changed_at = now(), failed_attempts = 0, locked_until = null
     where s.user_id = set_password.user_id;
-  insert into app_private.password_history (user_id, password_hash, changed_by, ip)
-    values (set_password.user_id, v_hash, app_public.current_user_id(), app_private.request_ip());
+  -- clock_timestamp(): several changes in one transaction still have an order.
+  insert into app_private.password_history (user_id, password_hash, changed_at, changed_by, ip)
+    values (set_password.user_id, v_hash, clock_timestamp(), app_public.current_user_id(), app_private.request_ip());
   -- Keep the 5 latest: the ones a new password may not reuse.
   delete from app_private.password_history h
     where h.user_id = set_password.user_id
@@ -1104,48 +1106,38 @@ $$ language plpgsql volatile set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.touch_session(text) is
   E'Records that a session was used: writes at most once a minute per session (the server also throttles its calls).';
 
+/*
+ * Retention helper: deletes up to batch_size rows of `target` (a table with an
+ * `id` key) matching `expired`, a trusted SQL condition; returns how many.
+ * The worker calls the purge_* functions below until a batch comes back short.
+ */
+create function app_private.delete_expired_rows(target regclass, expired text, batch_size int) returns int as $$
+declare
+  v_count int;
+begin
+  execute format('delete from %s where id in (select id from %s where %s limit %s)', target, target, expired, batch_size);
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$ language plpgsql volatile set search_path to pg_catalog, public, pg_temp;
+comment on function app_private.delete_expired_rows(regclass, text, int) is
+  E'Deletes up to batch_size rows of a table that match a (trusted) condition; returns how many.';
+
 create function app_private.purge_sessions(batch_size int default 10000) returns int as $$
-  with purged as (
-    delete from app_private.sessions s
-    where s.id in (
-      select k.id from app_private.sessions k
-      where k.expires_at < now() - interval '7 days'
-         or k.revoked_at < now() - interval '7 days'
-      limit batch_size
-    )
-    returning 1
-  )
-  select count(*)::int from purged;
+  select app_private.delete_expired_rows('app_private.sessions',
+    $c$expires_at < now() - interval '7 days' or revoked_at < now() - interval '7 days'$c$, batch_size);
 $$ language sql volatile set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.purge_sessions(int) is
   E'Deletes up to batch_size sessions that expired or were revoked more than 7 days ago; returns how many.';
 
 create function app_private.purge_login_attempts(batch_size int default 10000) returns int as $$
-  with purged as (
-    delete from app_private.login_attempts a
-    where a.id in (
-      select k.id from app_private.login_attempts k
-      where k.attempted_at < now() - interval '7 days'
-      limit batch_size
-    )
-    returning 1
-  )
-  select count(*)::int from purged;
+  select app_private.delete_expired_rows('app_private.login_attempts', $c$attempted_at < now() - interval '7 days'$c$, batch_size);
 $$ language sql volatile set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.purge_login_attempts(int) is
   E'Deletes up to batch_size login attempts older than 7 days; returns how many.';
 
 create function app_private.purge_expired_invitations(batch_size int default 10000) returns int as $$
-  with purged as (
-    delete from app_public.organization_invitations i
-    where i.id in (
-      select k.id from app_public.organization_invitations k
-      where k.expires_at < now()
-      limit batch_size
-    )
-    returning 1
-  )
-  select count(*)::int from purged;
+  select app_private.delete_expired_rows('app_public.organization_invitations', $c$expires_at < now()$c$, batch_size);
 $$ language sql volatile set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.purge_expired_invitations(int) is
   E'Deletes up to batch_size expired invitations (accepted ones included); returns how many.';

@@ -18,6 +18,16 @@ export async function latestMigrationHash(migrationsFolder: string): Promise<str
   return header[1];
 }
 
+/** The hash of the newest migration applied to the database, or null before the first. */
+async function appliedMigrationHash(pool: Pool): Promise<string | null> {
+  const { rows: [table] } = await pool.query("select to_regclass('graphile_migrate.migrations') is not null as exists");
+  if (!table?.exists) return null;
+  const { rows } = await pool.query<{ hash: string }>(
+    "select hash from graphile_migrate.migrations order by filename desc limit 1",
+  );
+  return rows[0]?.hash ?? null;
+}
+
 export const healthz: RequestHandler = (_req, res) => {
   res.json({ status: "ok" });
 };
@@ -25,10 +35,7 @@ export const healthz: RequestHandler = (_req, res) => {
 export function readyz(ownerPool: Pool, expectedHash: string | null): RequestHandler {
   return async (_req, res) => {
     try {
-      const { rows } = await ownerPool.query<{ hash: string }>(
-        "select hash from graphile_migrate.migrations order by filename desc limit 1",
-      );
-      const applied = rows[0]?.hash ?? null;
+      const applied = await appliedMigrationHash(ownerPool);
       if (applied !== expectedHash) {
         res.status(503).json({ status: "migrations pending", expected: expectedHash, applied });
         return;

@@ -173,7 +173,8 @@ describe("tenancy: every app_public table", () => {
   // Inside the describe: these run before the pools are closed (test/setup/after-env.ts).
   beforeAll(async () => {
     client = await pool("root").connect();
-    await client.query("begin");
+    // One snapshot for the whole walk: rows other test files commit meanwhile are not A's.
+    await client.query("begin isolation level repeatable read");
     outsider = await createUser(client, { name: "Outsider B" });
     tables = await introspectTables();
     const before = new Map<string, Set<string>>();

@@ -21,6 +21,9 @@ export function pool(kind: "root" | "owner" | "auth"): pg.Pool {
     const { database, rootDatabaseUrl } = testDatabase();
     const connectionString = { root: rootDatabaseUrl, owner: database.ownerUrl, auth: database.authUrl }[kind];
     existing = new pg.Pool({ connectionString, max: 5 });
+    // A connection ended by the server (the database dropped at the end) is no test failure.
+    existing.on("error", () => undefined);
+    existing.on("connect", (client) => client.on("error", () => undefined));
     pools.set(kind, existing);
   }
   return existing;

@@ -1,7 +1,13 @@
 import { request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "@jest/globals";
+import express from "express";
+import pg from "pg";
 import WebSocket from "ws";
+import { withDatabase } from "../../src/config.ts";
+import { readyz } from "../../src/server/health.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { testDatabase } from "../setup/test-database.ts";
 
 let server: TestServer;
 
@@ -90,5 +96,47 @@ describe("HTTP server", () => {
         .end();
     });
     expect(status).toBe(200);
+  });
+});
+
+describe("readiness and production mode", () => {
+  test("/readyz is 503 on a database whose migrations have not run", async () => {
+    const { rootDatabaseUrl } = testDatabase();
+    const empty = `agentplane_empty_${process.pid}`;
+    const root = new pg.Client({ connectionString: rootDatabaseUrl });
+    await root.connect();
+    await root.query(`create database ${empty}`);
+    const emptyPool = new pg.Pool({ connectionString: withDatabase(rootDatabaseUrl, empty) });
+    try {
+      const app = express().get("/readyz", readyz(emptyPool, "sha1:expected"));
+      const listener = app.listen(0);
+      const { port } = listener.address() as AddressInfo;
+      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+      listener.close();
+      expect(response.status).toBe(503);
+      expect(await response.json()).toEqual({ status: "migrations pending", expected: "sha1:expected", applied: null });
+    } finally {
+      await emptyPool.end();
+      await root.query(`drop database ${empty}`);
+      await root.end();
+    }
+  });
+
+  test("production serves no GraphiQL and refuses introspection", async () => {
+    const production = await startTestServer({ env: { NODE_ENV: "production" } });
+    try {
+      expect((await fetch(`${production.url}/graphiql`)).status).toBe(404);
+      const introspection = await production.graphql("{ __schema { queryType { name } } }");
+      expect(introspection.errors?.[0]?.message).toMatch(/introspection/i);
+      expect(await production.graphql("{ __typename }")).toMatchObject({ data: { __typename: "Query" } });
+    } finally {
+      await production.close();
+    }
+  });
+
+  test("development serves GraphiQL and answers introspection", async () => {
+    expect((await fetch(`${server.url}/graphiql`)).status).toBe(200);
+    const introspection = await server.graphql("{ __schema { queryType { name } } }");
+    expect(introspection.data).toEqual({ __schema: { queryType: { name: "Query" } } });
   });
 });
