@@ -4,6 +4,7 @@
  */
 import type { TaskList } from "graphile-worker";
 import { alertsSweep } from "./alerts_sweep.ts";
+import { boxTasks } from "./boxes.ts";
 import type { TaskContext } from "./context.ts";
 import { cronjobDeliver } from "./cronjob_deliver.ts";
 import { cronjobExecutionsPurge } from "./cronjob_executions_purge.ts";
@@ -19,6 +20,7 @@ export function createTaskList(context: TaskContext): TaskList {
     purge_sessions,
     purge_login_attempts,
     purge_expired_invitations,
+    ...boxTasks,
     alerts_sweep: alertsSweep(context),
     cronjob_deliver: cronjobDeliver(context),
     cronjob_executions_purge: cronjobExecutionsPurge,

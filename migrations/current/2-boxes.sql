@@ -452,7 +452,7 @@ select app_private.maintain_partitions('app_public.metric_samples', 'day', 7, 7)
 --------------------------------------------------------------------------------
 -- Notifications. Two kinds of listeners:
 --   the bridge, on channel agentplane_bridge: {"k": "queued"|"cancel"|"revoked"|"deleted", "b": box, ...}
---   GraphQL subscriptions, on channel agentplane:box:<box id>: {"event": "command"|"presence", "id": ...};
+--   GraphQL subscriptions, on channel agentplane:box:<box id>: {"event": "command"|"presence", "box_id", "command_id", "status"};
 --     the payload names rows only: subscribers re-read them under row-level security.
 --------------------------------------------------------------------------------
 
@@ -464,7 +464,7 @@ begin
     perform pg_notify('agentplane_bridge', json_build_object('k', 'cancel', 'b', new.box_id, 'c', new.id, 'r', new.status)::text);
   end if;
   perform pg_notify('agentplane:box:' || new.box_id,
-    json_build_object('event', 'command', 'id', new.id, 'status', new.status)::text);
+    json_build_object('event', 'command', 'box_id', new.box_id, 'command_id', new.id, 'status', new.status)::text);
   return null;
 end;
 $$ language plpgsql volatile set search_path to pg_catalog, public, pg_temp;
@@ -483,7 +483,7 @@ begin
     perform pg_notify('agentplane_bridge', json_build_object('k', 'deleted', 'b', old.id)::text);
     return null;
   end if;
-  perform pg_notify('agentplane:box:' || new.id, json_build_object('event', 'presence', 'id', new.id, 'status', new.status)::text);
+  perform pg_notify('agentplane:box:' || new.id, json_build_object('event', 'presence', 'box_id', new.id, 'status', new.status)::text);
   return null;
 end;
 $$ language plpgsql volatile set search_path to pg_catalog, public, pg_temp;

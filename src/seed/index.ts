@@ -7,6 +7,7 @@
  */
 import type { Pool, PoolClient } from "pg";
 import { ConfigError, type Config } from "../config.ts";
+import { seedBoxes } from "./boxes.ts";
 import { seedIdentity } from "./identity.ts";
 
 export interface SeedContext {
@@ -24,7 +25,7 @@ export type SeedOutput = Array<[label: string, value: string]>;
 export type Seeder = (context: SeedContext) => Promise<SeedOutput>;
 
 /** Seeders after the identity one, in order (the bridge adds a development box here). */
-export const seeders: Seeder[] = [];
+export const seeders: Seeder[] = [seedBoxes];
 
 /** Runs every seeder in one transaction and returns everything they report; refuses in production. */
 export async function seed(config: Config, ownerPool: Pool): Promise<SeedOutput> {

@@ -55,10 +55,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   app.get("/readyz", readyz(ownerPool, await latestMigrationHash(MIGRATIONS_FOLDER)));
 
   let pgl: PostGraphileInstance | null = null;
+  let preset: GraphileConfig.Preset | null = null;
   let graphqlUpgrade: ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) | null = null;
   if (authPool !== null) {
     const sessionActivity = createSessionActivity(ownerPool, logger);
-    pgl = postgraphile(makePreset({ config, authPool, sessionActivity }));
+    preset = makePreset({ config, authPool, sessionActivity });
+    pgl = postgraphile(preset);
     const serv = pgl.createServ(grafserv);
     await serv.addTo(app, server, false);
     graphqlUpgrade = await serv.getUpgradeHandler();
@@ -96,8 +98,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await bridge?.stop();
-      await pgl?.release();
+      // WebSockets first: a GraphQL subscription still running would keep PostGraphile from releasing.
       for (const socket of upgradedSockets) socket.destroy();
+      await pgl?.release();
+      // PostGraphile leaves services built on our own pool to us: this frees the subscriptions' LISTEN client.
+      for (const service of preset?.pgServices ?? []) await service.release?.();
       server.closeIdleConnections();
       await closed;
     },

@@ -13,6 +13,7 @@ import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connecti
 import type { Config } from "../config.ts";
 import { maskError } from "./errors.ts";
 import { LoginFailurePlugin } from "./login-failure.ts";
+import { BoxSubscriptionsPlugin } from "./plugins/box-subscriptions.ts";
 import { GeometricBoxNamePlugin } from "./plugins/geometric-box-name.ts";
 import { requestPgSettings, requestSource } from "./request-settings.ts";
 import { makeSecretsPlugin } from "./secrets-plugin.ts";
@@ -53,6 +54,7 @@ export function makePreset({ config, authPool, sessionActivity }: PresetOptions)
     plugins: [
       LoginFailurePlugin,
       GeometricBoxNamePlugin,
+      BoxSubscriptionsPlugin,
       makeSecretsPlugin(config.encryptionKey),
       ...(config.isProduction ? [NoIntrospectionPlugin] : []),
     ],
