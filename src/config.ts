@@ -252,6 +252,14 @@ export function withDatabase(connectionString: string, database: string): string
   return url.toString();
 }
 
+/** The same server, another database, logging in as `role` with `password` (test and benchmark roles). */
+export function asRole(connectionString: string, role: string, password: string, database: string): string {
+  const url = new URL(withDatabase(connectionString, database));
+  url.username = role;
+  url.password = password;
+  return url.toString();
+}
+
 function databaseConfig(env: Env): DatabaseConfig | null {
   const ownerUrl = postgresUrl(env, "DATABASE_URL");
   const authUrl = postgresUrl(env, "AUTH_DATABASE_URL");

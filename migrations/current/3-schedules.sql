@@ -371,8 +371,10 @@ grant update (box_id, type_id, name, description, model, system_prompt, config, 
               webhook_url, heartbeat_interval_seconds, metadata)
   on app_public.agents to :DATABASE_VISITOR;
 
-create trigger _900_audit after insert or update or delete on app_public.agents
-  for each row execute procedure app_private.tg__audit('agent', 'last_heartbeat_at', 'last_active_at', 'consecutive_failures', 'status');
+-- Heartbeats and activity (last_*_at, status, consecutive_failures) are not audited.
+create trigger _900_audit after insert or delete or update of organization_id, box_id, type_id, parent_agent_id, name, description,
+  model, system_prompt, config, visibility, enabled, webhook_url, heartbeat_interval_seconds, created_by, metadata
+  on app_public.agents for each row execute procedure app_private.tg__audit('agent', 'status');
 
 --------------------------------------------------------------------------------
 -- Agent API keys
@@ -677,8 +679,9 @@ end;
 $$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.tg_cronjobs__validate() is
   E'Trigger: refuses an invalid schedule or time zone and an action without what it needs, with a clear message; a new or changed schedule gets a new revision and waits for its next run to be computed.';
-create trigger _200_validate before insert or update on app_public.cronjobs
-  for each row execute procedure app_private.tg_cronjobs__validate();
+-- What users write; the scheduler's own bookkeeping (next_run_at, last_run_at, consecutive_failures) skips it.
+create trigger _200_validate before insert or update of schedule, timezone, action, task, payload, box_id, agent_id, enabled, catch_up_policy
+  on app_public.cronjobs for each row execute procedure app_private.tg_cronjobs__validate();
 
 /*
  * One graphile-worker job per cron job, key `cronjob:<id>`: created or
@@ -690,12 +693,10 @@ begin
   if tg_op = 'DELETE' or not new.enabled then
     perform graphile_worker.remove_job('cronjob:' || coalesce(new.id, old.id));
   else
-    perform graphile_worker.add_job(
-      'cronjob_run',
-      json_build_object('cronjobId', new.id, 'revision', new.revision, 'plannedAt', now()),
-      job_key := 'cronjob:' || new.id,
-      max_attempts := 10
-    );
+    perform 1 from graphile_worker.add_jobs(array[
+      row('cronjob_run', json_build_object('cronjobId', new.id, 'revision', new.revision, 'plannedAt', now()),
+          null, null, 10, 'cronjob:' || new.id, null, null)::graphile_worker.job_spec
+    ]);
   end if;
   return null;
 end;
@@ -731,8 +732,9 @@ grant update (box_id, agent_id, name, description, schedule, timezone, action, t
               enabled, catch_up_policy, timeout_seconds, metadata)
   on app_public.cronjobs to :DATABASE_VISITOR;
 
-create trigger _900_audit after insert or update or delete on app_public.cronjobs
-  for each row execute procedure app_private.tg__audit('cronjob', 'last_run_at', 'next_run_at', 'consecutive_failures', 'revision');
+create trigger _900_audit after insert or delete or update of organization_id, box_id, agent_id, name, description, schedule, timezone,
+  action, task, payload, enabled, catch_up_policy, timeout_seconds, created_by, metadata
+  on app_public.cronjobs for each row execute procedure app_private.tg__audit('cronjob', 'revision');
 
 --------------------------------------------------------------------------------
 -- Cron job executions
@@ -1489,46 +1491,36 @@ create trigger _500_count_failures after insert on app_public.agent_logs
 /*
  * Starts what an execution does. Box commands are queued here, in the same
  * transaction as the execution; HTTP deliveries get a job of their own
- * (`cronjob_deliver`, retried). A failure to start is the execution's
+ * (`cronjob_deliver`, retried), which run_cronjob queues together with the
+ * next run. A failure to start is the execution's
  * failure, never the scheduler's: the next run is planned all the same.
  */
 create function app_private.dispatch_cronjob_execution(job app_public.cronjobs, execution app_public.cronjob_executions)
-returns void as $$
+returns boolean as $$
 declare
   v_agent app_public.agents;
   v_box_id uuid := job.box_id;
+  v_deliver boolean := job.action = 'webhook';
   v_command_type text;
   v_payload jsonb;
   v_command_id uuid;
 begin
-  if job.action = 'webhook' then
-    perform graphile_worker.add_job('cronjob_deliver', json_build_object('executionId', execution.id),
-      job_key := 'cronjob_execution:' || execution.id, max_attempts := 25);
-    return;
-  end if;
   if job.action = 'run_bash_command' then
     v_command_type := 'bash.exec';
     -- bash.exec takes its time-out in its payload (the box enforces it, the bridge allows 5 s more).
     v_payload := job.payload || jsonb_build_object('command', job.task)
       || case when job.timeout_seconds is null then '{}' else jsonb_build_object('timeout_ms', job.timeout_seconds * 1000) end;
-  else
+  elsif not v_deliver then
     if job.agent_id is not null then
       select * into v_agent from app_public.agents a where a.id = job.agent_id;
-      if not v_agent.enabled then
-        perform app_private.finish_cronjob_execution(execution.id, 'failure', null, 'the agent is disabled');
-        return;
+      if not v_agent.enabled or (v_agent.box_id is null and v_agent.webhook_url is null) then
+        perform app_private.finish_cronjob_execution(execution.id, 'failure', null,
+          case when not v_agent.enabled then 'the agent is disabled'
+               else 'the agent has no box and no webhook_url: nowhere to send the task' end);
+        return false;
       end if;
       v_box_id := v_agent.box_id;
-      if v_box_id is null then
-        if v_agent.webhook_url is null then
-          perform app_private.finish_cronjob_execution(execution.id, 'failure', null,
-            'the agent has no box and no webhook_url: nowhere to send the task');
-        else
-          perform graphile_worker.add_job('cronjob_deliver', json_build_object('executionId', execution.id),
-            job_key := 'cronjob_execution:' || execution.id, max_attempts := 25);
-        end if;
-        return;
-      end if;
+      v_deliver := v_box_id is null;
     end if;
     v_command_type := 'agent.run';
     v_payload := jsonb_build_object(
@@ -1540,16 +1532,23 @@ begin
       'execution_id', execution.id
     );
   end if;
-  select c.id into v_command_id
-    from app_private.queue_box_command(v_box_id, v_command_type, v_payload, 'schedule',
-      case when v_command_type = 'bash.exec' then null else job.timeout_seconds * 1000 end, job.created_by) c;
-  update app_public.cronjob_executions e set box_command_id = v_command_id where e.id = execution.id;
-exception when others then
-  perform app_private.finish_cronjob_execution(execution.id, 'failure', null, sqlerrm);
+  if v_deliver then
+    return true;
+  end if;
+  -- Only queueing a command can fail (rate limits, a deleted box): that fails the execution, not the scheduler.
+  begin
+    select c.id into v_command_id
+      from app_private.queue_box_command(v_box_id, v_command_type, v_payload, 'schedule',
+        case when v_command_type = 'bash.exec' then null else job.timeout_seconds * 1000 end, job.created_by) c;
+    update app_public.cronjob_executions e set box_command_id = v_command_id where e.id = execution.id;
+  exception when others then
+    perform app_private.finish_cronjob_execution(execution.id, 'failure', null, sqlerrm);
+  end;
+  return false;
 end;
 $$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.dispatch_cronjob_execution(app_public.cronjobs, app_public.cronjob_executions) is
-  E'Starts an execution''s action: a box command (bash.exec, agent.run) or a queued signed delivery; an error fails the execution.';
+  E'Starts an execution''s action: queues its box command (bash.exec, agent.run), or returns true when it is an HTTP delivery (the caller queues a cronjob_deliver job). An error fails the execution.';
 
 /*
  * The worker computed, with cron-parser, the time that is due (due_at, or
@@ -1566,6 +1565,7 @@ declare
   v_job app_public.cronjobs;
   v_execution app_public.cronjob_executions;
   v_skip boolean;
+  v_deliver boolean := false;
   v_outcome text := 'planned';
 begin
   select * into v_job from app_public.cronjobs c where c.id = run_cronjob.cronjob_id for update;
@@ -1593,18 +1593,21 @@ begin
       v_outcome := 'skipped';
     else
       v_outcome := 'started';
-      perform app_private.dispatch_cronjob_execution(v_job, v_execution);
-      update app_public.cronjobs c set last_run_at = v_execution.started_at where c.id = v_job.id;
+      v_deliver := app_private.dispatch_cronjob_execution(v_job, v_execution);
     end if;
   end if;
-  update app_public.cronjobs c set next_run_at = run_cronjob.next_run_at where c.id = v_job.id;
-  perform graphile_worker.add_job(
-    'cronjob_run',
-    json_build_object('cronjobId', v_job.id, 'revision', v_job.revision, 'dueAt', run_cronjob.next_run_at),
-    run_at := run_cronjob.next_run_at,
-    job_key := 'cronjob:' || v_job.id,
-    max_attempts := 10
-  );
+  update app_public.cronjobs c set
+    next_run_at = run_cronjob.next_run_at,
+    last_run_at = case when v_outcome = 'started' then v_execution.started_at else c.last_run_at end
+  where c.id = v_job.id;
+  -- One add_jobs call for the next run and, for an HTTP action, its delivery (half the cost of two add_job calls).
+  -- The delivery needs no job key: it delivers only a running execution.
+  perform 1 from graphile_worker.add_jobs(array[
+    row('cronjob_run', json_build_object('cronjobId', v_job.id, 'revision', v_job.revision, 'dueAt', run_cronjob.next_run_at),
+        null, run_cronjob.next_run_at, 10, 'cronjob:' || v_job.id, null, null)::graphile_worker.job_spec
+  ] || case when v_deliver then array[
+    row('cronjob_deliver', json_build_object('executionId', v_execution.id), null, null, 25, null, null, null)::graphile_worker.job_spec
+  ] else '{}' end);
   return v_outcome;
 end;
 $$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;

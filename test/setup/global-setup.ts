@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { withDatabase } from "../../src/config.ts";
+import { asRole, withDatabase } from "../../src/config.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { migrateDatabase } from "../../src/db/migrate.ts";
 import { setupDatabase } from "../../src/db/setup.ts";
@@ -28,12 +28,6 @@ declare global {
 /** Test roles have their own names so that a run never changes a development role's password. */
 const TEST_ROLE_PASSWORD = "agentplane_test";
 
-function asRole(rootUrl: string, role: string, database: string): string {
-  const url = new URL(withDatabase(rootUrl, database));
-  url.username = role;
-  url.password = TEST_ROLE_PASSWORD;
-  return url.toString();
-}
 
 export default async function globalSetup(): Promise<void> {
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? "warn");
@@ -42,8 +36,8 @@ export default async function globalSetup(): Promise<void> {
   const testDatabase: TestDatabase = {
     database: {
       rootUrl,
-      ownerUrl: asRole(rootUrl, "agentplane_test_owner", name),
-      authUrl: asRole(rootUrl, "agentplane_test_authenticator", name),
+      ownerUrl: asRole(rootUrl, "agentplane_test_owner", TEST_ROLE_PASSWORD, name),
+      authUrl: asRole(rootUrl, "agentplane_test_authenticator", TEST_ROLE_PASSWORD, name),
       shadowUrl: null,
     },
     visitorRole: "agentplane_test_visitor",
