@@ -687,6 +687,8 @@ create trigger _200_validate before insert or update of schedule, timezone, acti
  * One graphile-worker job per cron job, key `cronjob:<id>`: created or
  * replaced, to run now, whenever a revision starts; the task computes the
  * first run and replaces it with a job at that time (app_private.run_cronjob).
+ * The payload carries the revision's schedule and zone, so that the task
+ * needs no query before it computes.
  */
 create function app_private.tg_cronjobs__schedule() returns trigger as $$
 begin
@@ -694,7 +696,8 @@ begin
     perform graphile_worker.remove_job('cronjob:' || coalesce(new.id, old.id));
   else
     perform 1 from graphile_worker.add_jobs(array[
-      row('cronjob_run', json_build_object('cronjobId', new.id, 'revision', new.revision, 'plannedAt', now()),
+      row('cronjob_run', json_build_object('cronjobId', new.id, 'revision', new.revision, 'schedule', new.schedule,
+                                           'timezone', new.timezone, 'plannedAt', now()),
           null, null, 10, 'cronjob:' || new.id, null, null)::graphile_worker.job_spec
     ]);
   end if;
@@ -1603,7 +1606,8 @@ begin
   -- One add_jobs call for the next run and, for an HTTP action, its delivery (half the cost of two add_job calls).
   -- The delivery needs no job key: it delivers only a running execution.
   perform 1 from graphile_worker.add_jobs(array[
-    row('cronjob_run', json_build_object('cronjobId', v_job.id, 'revision', v_job.revision, 'dueAt', run_cronjob.next_run_at),
+    row('cronjob_run', json_build_object('cronjobId', v_job.id, 'revision', v_job.revision, 'schedule', v_job.schedule,
+                                         'timezone', v_job.timezone, 'dueAt', run_cronjob.next_run_at),
         null, run_cronjob.next_run_at, 10, 'cronjob:' || v_job.id, null, null)::graphile_worker.job_spec
   ] || case when v_deliver then array[
     row('cronjob_deliver', json_build_object('executionId', v_execution.id), null, null, 25, null, null, null)::graphile_worker.job_spec

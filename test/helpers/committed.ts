@@ -53,7 +53,10 @@ export interface CronjobFields {
 }
 
 /** A committed cron job of the user's organization (inserted as root). */
-export async function insertCronjob(user: TestUser, fields: CronjobFields): Promise<{ id: string; revision: number }> {
+export async function insertCronjob(
+  user: TestUser,
+  fields: CronjobFields,
+): Promise<{ id: string; revision: number; schedule: string; timezone: string }> {
   const columns = {
     organization_id: user.organizationId,
     name: "job",
@@ -66,8 +69,9 @@ export async function insertCronjob(user: TestUser, fields: CronjobFields): Prom
   };
   const names = Object.keys(columns);
   const values = Object.values(columns).map((value) => (typeof value === "object" && value !== null ? JSON.stringify(value) : value));
-  const rows = await rootQuery<{ id: string; revision: number }>(
-    `insert into app_public.cronjobs (${names.join(", ")}) values (${names.map((_, i) => `$${i + 1}`).join(", ")}) returning id, revision`,
+  const rows = await rootQuery<{ id: string; revision: number; schedule: string; timezone: string }>(
+    `insert into app_public.cronjobs (${names.join(", ")}) values (${names.map((_, i) => `$${i + 1}`).join(", ")})
+     returning id, revision, schedule, timezone`,
     values,
   );
   return rows[0]!;
@@ -78,11 +82,17 @@ export async function insertCronjob(user: TestUser, fields: CronjobFields): Prom
  * `plannedAt` (a past change: downtime since), or due at `dueAt`.
  */
 export async function queueCronjobRun(
-  cronjob: { id: string; revision: number },
+  cronjob: { id: string; revision: number; schedule: string; timezone: string },
   when: { plannedAt: Date } | { dueAt: Date },
   options: { jobKey?: string | null } = {},
 ): Promise<void> {
-  const payload = { cronjobId: cronjob.id, revision: cronjob.revision, ...("dueAt" in when ? { dueAt: when.dueAt.toISOString() } : { plannedAt: when.plannedAt.toISOString() }) };
+  const payload = {
+    cronjobId: cronjob.id,
+    revision: cronjob.revision,
+    schedule: cronjob.schedule,
+    timezone: cronjob.timezone,
+    ...("dueAt" in when ? { dueAt: when.dueAt.toISOString() } : { plannedAt: when.plannedAt.toISOString() }),
+  };
   await rootQuery("select graphile_worker.add_job('cronjob_run', $1::json, run_at := $2, job_key := $3, max_attempts := 10)", [
     JSON.stringify(payload),
     "dueAt" in when ? when.dueAt : new Date(),

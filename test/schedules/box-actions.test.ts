@@ -62,7 +62,7 @@ describe("scheduled actions on a box", () => {
    * cron job at once; the due run is queued after that, so that the planning
    * (which replaces the job under the same key) cannot overwrite it.
    */
-  async function runNow(job: { id: string; revision: number }) {
+  async function runNow(job: { id: string; revision: number; schedule: string; timezone: string }) {
     await waitFor(async () => {
       const [row] = await rootQuery("select 1 from app_public.cronjobs where id = $1 and next_run_at is not null", [job.id]);
       return row;
