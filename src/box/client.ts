@@ -289,12 +289,9 @@ export class BoxClient extends EventEmitter<BoxClientEvents> {
     this.heartbeatTimer = setInterval(() => this.heartbeat(), welcome.heartbeat_interval_ms);
     this.heartbeatTimer.unref();
     this.emit("welcome", welcome);
-    // Results the bridge may not have recorded go first, then whatever waited for the connection.
-    const waiting = this.outbox;
-    this.outbox = [];
-    this.outboxBytes = 0;
-    for (const result of this.unconfirmed.values()) this.send(result);
-    for (const data of waiting) this.enqueue(data);
+    // What waited for the connection goes first, in order (output before its result), then every
+    // result the bridge has not confirmed (a duplicate only gets a receipt with recorded: false).
+    for (const result of this.unconfirmed.values()) this.enqueue(encodeFrame(result));
     this.drain();
   }
 
