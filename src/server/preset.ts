@@ -15,6 +15,7 @@ import { maskError } from "./errors.ts";
 import { LoginFailurePlugin } from "./login-failure.ts";
 import { BoxSubscriptionsPlugin } from "./plugins/box-subscriptions.ts";
 import { GeometricBoxNamePlugin } from "./plugins/geometric-box-name.ts";
+import { PartitionedIndexBehaviorsPlugin } from "./plugins/partitioned-index-behaviors.ts";
 import { requestPgSettings, requestSource } from "./request-settings.ts";
 import type { SessionActivity } from "./session-activity.ts";
 
@@ -50,7 +51,7 @@ export function makePreset({ config, authPool, sessionActivity }: PresetOptions)
       PostGraphileConnectionFilterPreset,
       PgAggregatesPreset,
     ],
-    plugins: [LoginFailurePlugin, GeometricBoxNamePlugin, BoxSubscriptionsPlugin, ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
+    plugins: [LoginFailurePlugin, GeometricBoxNamePlugin, PartitionedIndexBehaviorsPlugin, BoxSubscriptionsPlugin, ...(config.isProduction ? [NoIntrospectionPlugin] : [])],
     pgServices: [makePgService({ pool: authPool, schemas: ["app_public"], pubsub: true })],
     gather: {
       // Function arguments are required unless they have defaults.
