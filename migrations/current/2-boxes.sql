@@ -191,7 +191,8 @@ comment on function app_private.tg_boxes__limit() is
 create trigger _200_limit before insert on app_public.boxes
   for each row execute procedure app_private.tg_boxes__limit();
 
-create trigger _900_audit after insert or update or delete on app_public.boxes
+-- What people change is audited; presence and what the box reports (every few seconds) are not.
+create trigger _900_audit after insert or delete or update of organization_id, name, metadata on app_public.boxes
   for each row execute procedure app_private.tg__audit(
     'box', 'status', 'last_seen_at', 'last_ip', 'hostname', 'os', 'arch', 'agent_version', 'capabilities', 'hardware_id');
 
@@ -525,6 +526,7 @@ declare
   v_per_minute bigint := app_private.box_setting('box_commands_per_minute', 100);
   v_per_hour bigint := app_private.box_setting('organization_box_commands_per_hour', 1000);
   v_oldest timestamptz;
+  v_limit record;
   v_timeout_ms int := queue_box_command.timeout_ms;
 begin
   select * into v_box from app_public.boxes b where b.id = queue_box_command.box_id;
@@ -555,32 +557,25 @@ begin
   if v_per_minute > 0 or v_per_hour > 0 then
     perform pg_advisory_xact_lock(hashtextextended('agentplane.box_commands:' || v_box.organization_id, 0));
   end if;
-  if v_per_minute > 0 then
-    select c.queued_at into v_oldest
-    from app_public.box_commands c
-    where c.box_id = v_box.id and c.queued_at > now() - interval '1 minute'
-    order by c.queued_at desc
-    offset v_per_minute - 1 limit 1;
-    if found then
-      raise exception 'rate limit exceeded: at most % commands a minute per box', v_per_minute
+  for v_limit in
+    select * from (values
+      ('box_id', v_box.id, v_per_minute, interval '1 minute', 'a minute per box'),
+      ('organization_id', v_box.organization_id, v_per_hour, interval '1 hour', 'an hour per organization')
+    ) as l (column_name, scope_id, max_commands, per, what)
+  loop
+    continue when v_limit.max_commands <= 0;
+    -- The queue time of the max_commands-th newest command in the window, if there are that many.
+    execute format(
+      'select c.queued_at from app_public.box_commands c where c.%I = $1 and c.queued_at > now() - $2
+       order by c.queued_at desc offset $3 - 1 limit 1', v_limit.column_name)
+      into v_oldest using v_limit.scope_id, v_limit.per, v_limit.max_commands;
+    if v_oldest is not null then
+      raise exception 'rate limit exceeded: at most % commands %', v_limit.max_commands, v_limit.what
         using errcode = 'RATEL',
               detail = json_build_object('retry_after_seconds',
-                greatest(1, ceil(extract(epoch from v_oldest + interval '1 minute' - now()))))::text;
+                greatest(1, ceil(extract(epoch from v_oldest + v_limit.per - now()))))::text;
     end if;
-  end if;
-  if v_per_hour > 0 then
-    select c.queued_at into v_oldest
-    from app_public.box_commands c
-    where c.organization_id = v_box.organization_id and c.queued_at > now() - interval '1 hour'
-    order by c.queued_at desc
-    offset v_per_hour - 1 limit 1;
-    if found then
-      raise exception 'rate limit exceeded: at most % commands an hour per organization', v_per_hour
-        using errcode = 'RATEL',
-              detail = json_build_object('retry_after_seconds',
-                greatest(1, ceil(extract(epoch from v_oldest + interval '1 hour' - now()))))::text;
-    end if;
-  end if;
+  end loop;
 
   insert into app_public.box_commands
     (organization_id, box_id, command_type, payload, origin, created_by, timeout_ms, expires_at)

@@ -274,10 +274,14 @@ export class BoxClient extends EventEmitter<BoxClientEvents> {
         this.unconfirmed.delete(frame.id);
         this.remember(frame.id);
         return;
-      case "error":
+      case "error": {
         this.options.log.warn(`the bridge reported ${frame.code}: ${frame.message}`);
         if (frame.code === "RATE_LIMIT_EXCEEDED") this.bucket?.pause((frame.retry_after_seconds ?? 1) * 1_000);
+        // A result the bridge could not store: offer it again a little later.
+        const result = frame.code === "INTERNAL_ERROR" && frame.id !== undefined ? this.unconfirmed.get(frame.id) : undefined;
+        if (result !== undefined) setTimeout(() => this.unconfirmed.has(result.id) && this.welcome !== null && this.send(result), 1_000).unref();
         return;
+      }
     }
   }
 
