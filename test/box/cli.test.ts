@@ -10,7 +10,7 @@ import { PROJECT_ROOT } from "../../src/paths.ts";
 import { getCommand, sendOk } from "../helpers/box-api.ts";
 import { bridgeUrl } from "../helpers/box-socket.ts";
 import { eventually } from "../helpers/wait.ts";
-import { createCommittedBox } from "../helpers/boxes.ts";
+import { allowBoxes, createCommittedBox } from "../helpers/boxes.ts";
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -42,7 +42,7 @@ describe("npm run box", () => {
   beforeAll(async () => {
     server = await startTestServer();
     owner = await createCommittedUser();
-    await pool("root").query("update app_public.organization_limits set max_boxes = 10 where organization_id = $1", [owner.organizationId]);
+    await allowBoxes(owner.organizationId, 10);
     base = await realpath(await mkdtemp(path.join(tmpdir(), "agentplane-box-cli-")));
   });
 

@@ -13,7 +13,7 @@ import { CLOSE_CODES } from "../../src/bridge/protocol.ts";
 import { BoxClient } from "../../src/box/client.ts";
 import { openBoxSocket } from "../helpers/box-socket.ts";
 import { eventually } from "../helpers/wait.ts";
-import { createCommittedBox, type TestBox } from "../helpers/boxes.ts";
+import { allowBoxes, createCommittedBox, type TestBox } from "../helpers/boxes.ts";
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { freePort } from "../helpers/net.ts";
@@ -38,7 +38,7 @@ describe("bridge processes", () => {
 
   beforeAll(async () => {
     owner = await createCommittedUser();
-    await pool("root").query("update app_public.organization_limits set max_boxes = 20 where organization_id = $1", [owner.organizationId]);
+    await allowBoxes(owner.organizationId, 20);
     root = await realpath(await mkdtemp(path.join(tmpdir(), "agentplane-box-root-")));
     redis = new Redis(REDIS_URL);
   });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "@jest/globals";
 import { sendOk } from "../helpers/box-api.ts";
-import { authenticate } from "../helpers/boxes.ts";
+import { allowBoxes, authenticate } from "../helpers/boxes.ts";
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -17,7 +17,7 @@ describe("the boxes API", () => {
   beforeAll(async () => {
     server = await startTestServer();
     owner = await createCommittedUser();
-    await pool("root").query("update app_public.organization_limits set max_boxes = 10 where organization_id = $1", [owner.organizationId]);
+    await allowBoxes(owner.organizationId, 10);
   });
 
   afterAll(async () => {
