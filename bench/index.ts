@@ -1,36 +1,45 @@
 /**
- * `npm run bench [-- part ...]`: runs every part of the benchmark (each
- * `bench/<part>.ts`, whose default export resolves to one line of results)
- * on a database of its own, and prints one line per part. Timing targets live
- * here, never in the tests. Figures and how to read them: docs/performance.md.
+ * `npm run bench [-- part …]`: every benchmark part in bench/ (or those
+ * named), on a fresh database dropped at the end, figures printed as tables.
+ * Timing targets live here, never in the tests. A part is a `BenchPart`;
+ * adding one is one line in PARTS.
  */
 import "../src/env.ts";
-import { readdir } from "node:fs/promises";
-import path from "node:path";
+import { createLogger } from "../src/logger.ts";
+import { bridgeBench } from "./bridge.ts";
+import { createBenchDatabase } from "./database.ts";
+import type { BenchPart } from "./part.ts";
+import { schedulesBench } from "./schedules.ts";
 
-export type BenchPart = () => Promise<string>;
+const PARTS: BenchPart[] = [bridgeBench, schedulesBench];
 
-const folder = import.meta.dirname;
-const wanted = process.argv.slice(2);
-const parts = (await readdir(folder))
-  .filter((file) => file.endsWith(".ts") && file !== "index.ts")
-  .map((file) => path.basename(file, ".ts"))
-  .filter((name) => wanted.length === 0 || wanted.includes(name))
-  .sort();
-if (parts.length === 0) {
-  process.stderr.write(`bench: no part named ${wanted.join(", ")}\n`);
-  process.exit(1);
-}
-let failed = false;
-for (const name of parts) {
-  const { default: part } = (await import(path.join(folder, `${name}.ts`))) as { default: BenchPart };
-  const started = performance.now();
+async function main() {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((name) => !PARTS.some((part) => part.name === name));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown part(s) ${unknown.join(", ")}; known: ${PARTS.map((part) => part.name).join(", ")}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger(process.env.LOG_LEVEL ?? "warn");
+  const db = await createBenchDatabase(logger);
   try {
-    const line = await part();
-    process.stdout.write(`${name}: ${line} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
-  } catch (error) {
-    failed = true;
-    process.stdout.write(`${name}: failed: ${(error as Error).stack ?? String(error)}\n`);
+    for (const part of PARTS) {
+      if (wanted.length > 0 && !wanted.includes(part.name)) continue;
+      process.stdout.write(`\n## ${part.name}\n`);
+      await part.run({
+        db,
+        logger,
+        note: (line) => process.stderr.write(`  … ${line}\n`),
+        table: (title, rows) => {
+          const width = Math.max(...rows.map(([label]) => label.length));
+          process.stdout.write(`\n${title}\n`);
+          for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(width)}  ${value}\n`);
+        },
+      });
+    }
+  } finally {
+    await db.drop();
   }
 }
-process.exit(failed ? 1 : 0);
+
+await main();

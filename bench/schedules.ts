@@ -8,18 +8,16 @@
  *
  * The cron jobs are `webhook` jobs posting to a local receiver, so each run
  * also queues its delivery; runs are measured when they start (the execution
- * row), deliveries are not part of the figure.
+ * row), deliveries are not part of the figure. See docs/performance.md.
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Runner, Task } from "graphile-worker";
 import { loadConfig } from "../src/config.ts";
 import { createPools, type Pools } from "../src/db/pools.ts";
-import { createLogger } from "../src/logger.ts";
 import { startWorker } from "../src/worker/index.ts";
 import { createTaskList } from "../tasks/index.ts";
-import { withBenchDatabase, type BenchDatabase } from "./lib/database.ts";
-import { ms, percentile } from "./lib/stats.ts";
+import { ms, percentile, type BenchContext, type BenchPart } from "./part.ts";
 
 const COUNT = Number(process.env.BENCH_CRONJOBS ?? 10_000);
 const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
@@ -97,7 +95,7 @@ async function rawRun(pools: Pools, starts: number[]): Promise<{ lateness: numbe
   return { lateness, perSecond: COUNT / (Math.max(...lateness) / 1_000) };
 }
 
-async function benchmark(db: BenchDatabase): Promise<string> {
+async function run({ db, logger, note, table }: BenchContext): Promise<void> {
   const config = loadConfig({
     NODE_ENV: "test",
     LOG_LEVEL: "warn",
@@ -108,7 +106,6 @@ async function benchmark(db: BenchDatabase): Promise<string> {
     ENCRYPTION_KEY: "bench-encryption-key-0123456789-abcdefghij",
     ...(process.env.WORKER_CONCURRENCY ? { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY } : {}),
   });
-  const logger = createLogger("warn");
   const pools = createPools(db.database, config, logger);
   const hook = createServer((_request, response) => response.end("ok"));
   await new Promise<void>((resolve) => hook.listen(0, "127.0.0.1", resolve));
@@ -124,6 +121,7 @@ async function benchmark(db: BenchDatabase): Promise<string> {
     const organizationId = await pools.ownerPool
       .query<{ organization_id: string }>("select organization_id from app_public.organization_memberships where user_id = $1", [rows[0]!.user_id])
       .then((result) => result.rows[0]!.organization_id);
+    note(`inserting ${COUNT} cron jobs early in a minute, then waiting for them to be due`);
     const cron = await cronRun(pools, startRunner, organizationId, `http://127.0.0.1:${(hook.address() as AddressInfo).port}/tick`);
     runner = cron.runner;
     // Before the raw part: no next-minute runs, no deliveries left in the queue.
@@ -133,14 +131,20 @@ async function benchmark(db: BenchDatabase): Promise<string> {
       "the deliveries to drain",
       300_000,
     );
+    note(`graphile-worker alone: ${COUNT} no-op jobs`);
     const raw = await rawRun(pools, starts);
     const c = cron.figures;
-    return (
-      `${COUNT} cron jobs due in one minute: lateness p50 ${ms(percentile(c.lateness, 50))}, p99 ${ms(percentile(c.lateness, 99))}, ` +
-      `${Math.round(c.perSecond)} executions/s (planned at ${Math.round(c.planningPerSecond)}/s); ` +
-      `graphile-worker alone, ${COUNT} no-op jobs: add→start p50 ${ms(percentile(raw.lateness, 50))}, p99 ${ms(percentile(raw.lateness, 99))}, ` +
-      `${Math.round(raw.perSecond)} jobs/s; ratio ${(c.perSecond / raw.perSecond).toFixed(2)} (worker concurrency ${config.workerConcurrency})`
-    );
+    const seconds = (value: number) => `${(value / 1_000).toFixed(2)} s`;
+    table(`${COUNT} cron jobs due in the same minute (worker concurrency ${config.workerConcurrency})`, [
+      ["lateness p50 / p99", `${seconds(percentile(c.lateness, 50))} / ${seconds(percentile(c.lateness, 99))}`],
+      ["executions/s", `${Math.round(c.perSecond)}`],
+      ["planning (creation → next_run_at)", `${Math.round(c.planningPerSecond)}/s`],
+    ]);
+    table(`graphile-worker alone, ${COUNT} no-op jobs added at once for the same second`, [
+      ["add → start p50 / p99", `${ms(percentile(raw.lateness, 50))} / ${ms(percentile(raw.lateness, 99))}`],
+      ["jobs/s", `${Math.round(raw.perSecond)}`],
+    ]);
+    table("scheduler over graphile-worker", [["executions/s ÷ jobs/s", (c.perSecond / raw.perSecond).toFixed(2)]]);
   } finally {
     await runner?.stop();
     hook.close();
@@ -148,6 +152,4 @@ async function benchmark(db: BenchDatabase): Promise<string> {
   }
 }
 
-export default function schedules(): Promise<string> {
-  return withBenchDatabase(benchmark);
-}
+export const schedulesBench: BenchPart = { name: "schedules", run };

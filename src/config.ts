@@ -42,7 +42,9 @@ export interface BridgeConfig {
 
 /** Commands sent to boxes: limits and defaults, enforced in SQL (passed as agentplane.* settings). */
 export interface BoxCommandConfig {
+  /** 0: no limit. */
   perBoxPerMinute: number;
+  /** 0: no limit. */
   perOrganizationPerHour: number;
   defaultTimeoutMs: number;
   /** A command never delivered expires this long after being queued. */
@@ -252,14 +254,6 @@ export function withDatabase(connectionString: string, database: string): string
   return url.toString();
 }
 
-/** The same server, another database, logging in as `role` with `password` (test and benchmark roles). */
-export function asRole(connectionString: string, role: string, password: string, database: string): string {
-  const url = new URL(withDatabase(connectionString, database));
-  url.username = role;
-  url.password = password;
-  return url.toString();
-}
-
 function databaseConfig(env: Env): DatabaseConfig | null {
   const ownerUrl = postgresUrl(env, "DATABASE_URL");
   const authUrl = postgresUrl(env, "AUTH_DATABASE_URL");
@@ -328,8 +322,8 @@ export function loadConfig(env: Env = process.env): Config {
       maxViolations: integer(env, "BRIDGE_MAX_VIOLATIONS", 10, 1, 10_000),
     },
     boxCommands: {
-      perBoxPerMinute: integer(env, "BOX_COMMANDS_PER_MINUTE", 100, 1, 10_000_000),
-      perOrganizationPerHour: integer(env, "ORGANIZATION_COMMANDS_PER_HOUR", 1_000, 1, 1_000_000_000),
+      perBoxPerMinute: integer(env, "BOX_COMMANDS_PER_MINUTE", 100, 0, 10_000_000),
+      perOrganizationPerHour: integer(env, "ORGANIZATION_COMMANDS_PER_HOUR", 1_000, 0, 1_000_000_000),
       defaultTimeoutMs: integer(env, "BOX_COMMAND_TIMEOUT_MS", 60_000, 1, 86_400_000),
       expiryMs: integer(env, "BOX_COMMAND_EXPIRY_MS", 3_600_000, 1_000, 30 * 86_400_000),
       keyGraceHours: integer(env, "BOX_KEY_GRACE_HOURS", 24, 0, 8_760),

@@ -191,7 +191,8 @@ comment on function app_private.tg_boxes__limit() is
 create trigger _200_limit before insert on app_public.boxes
   for each row execute procedure app_private.tg_boxes__limit();
 
-create trigger _900_audit after insert or update or delete on app_public.boxes
+-- What people change is audited; presence and what the box reports (every few seconds) are not.
+create trigger _900_audit after insert or delete or update of organization_id, name, metadata on app_public.boxes
   for each row execute procedure app_private.tg__audit(
     'box', 'status', 'last_seen_at', 'last_ip', 'hostname', 'os', 'arch', 'agent_version', 'capabilities', 'hardware_id');
 
@@ -215,7 +216,7 @@ create table app_public.box_api_keys (
   updated_at timestamptz not null default now(),
   foreign key (box_id, organization_id) references app_public.boxes (id, organization_id) on delete cascade
 );
-create index on app_public.box_api_keys (box_id);
+create index on app_public.box_api_keys (box_id, organization_id);
 create index on app_public.box_api_keys (organization_id);
 create index on app_public.box_api_keys (created_by);
 create index on app_public.box_api_keys (replaced_by);
@@ -375,7 +376,7 @@ comment on column app_public.box_commands.box_id is E'The box.';
 comment on column app_public.box_commands.agent_id is E'The agent it was sent for or by, if any.';
 comment on column app_public.box_commands.command_type is E'What to do, `area.action`: `bash.exec`, `file.read`, `system.ping`, ….';
 comment on column app_public.box_commands.payload is E'The command''s parameters (a JSON object).';
-comment on column app_public.box_commands.status is E'`queued`, `sent`, `acked` (running), then one of `succeeded`, `failed`, `timed_out`, `expired` (never delivered), `canceled`.';
+comment on column app_public.box_commands.status is E'@isIndexed\n`queued`, `sent`, `acked` (running), then one of `succeeded`, `failed`, `timed_out`, `expired` (never delivered), `canceled`.';
 comment on column app_public.box_commands.origin is E'Who asked: `manual` (a person), `schedule`, `agent` or `system`.';
 comment on column app_public.box_commands.created_by is E'The person who sent it, if any.';
 comment on column app_public.box_commands.response is E'What the box answered (JSON).';
@@ -525,6 +526,7 @@ declare
   v_per_minute bigint := app_private.box_setting('box_commands_per_minute', 100);
   v_per_hour bigint := app_private.box_setting('organization_box_commands_per_hour', 1000);
   v_oldest timestamptz;
+  v_limit record;
   v_timeout_ms int := queue_box_command.timeout_ms;
 begin
   select * into v_box from app_public.boxes b where b.id = queue_box_command.box_id;
@@ -549,30 +551,31 @@ begin
     raise exception 'timeout_ms must be from 1 to 86400000 (24 hours), got %', v_timeout_ms using errcode = 'INVAL';
   end if;
 
-  -- Rate limits, counted on the table itself (exact across API instances and workers).
-  perform pg_advisory_xact_lock(hashtextextended('agentplane.box_commands:' || v_box.organization_id, 0));
-  select c.queued_at into v_oldest
-  from app_public.box_commands c
-  where c.box_id = v_box.id and c.queued_at > now() - interval '1 minute'
-  order by c.queued_at desc
-  offset greatest(v_per_minute - 1, 0) limit 1;
-  if found or v_per_minute <= 0 then
-    raise exception 'rate limit exceeded: at most % commands a minute per box', v_per_minute
-      using errcode = 'RATEL',
-            detail = json_build_object('retry_after_seconds',
-              greatest(1, ceil(extract(epoch from coalesce(v_oldest, now()) + interval '1 minute' - now()))))::text;
+  -- Rate limits (0 turns one off), counted on the table itself over sliding windows: exact across
+  -- API instances and workers. The count reads at most `limit` index entries; the organization's
+  -- commands are queued one at a time so that two at once cannot both slip under a limit.
+  if v_per_minute > 0 or v_per_hour > 0 then
+    perform pg_advisory_xact_lock(hashtextextended('agentplane.box_commands:' || v_box.organization_id, 0));
   end if;
-  select c.queued_at into v_oldest
-  from app_public.box_commands c
-  where c.organization_id = v_box.organization_id and c.queued_at > now() - interval '1 hour'
-  order by c.queued_at desc
-  offset greatest(v_per_hour - 1, 0) limit 1;
-  if found or v_per_hour <= 0 then
-    raise exception 'rate limit exceeded: at most % commands an hour per organization', v_per_hour
-      using errcode = 'RATEL',
-            detail = json_build_object('retry_after_seconds',
-              greatest(1, ceil(extract(epoch from coalesce(v_oldest, now()) + interval '1 hour' - now()))))::text;
-  end if;
+  for v_limit in
+    select * from (values
+      ('box_id', v_box.id, v_per_minute, interval '1 minute', 'a minute per box'),
+      ('organization_id', v_box.organization_id, v_per_hour, interval '1 hour', 'an hour per organization')
+    ) as l (column_name, scope_id, max_commands, per, what)
+  loop
+    continue when v_limit.max_commands <= 0;
+    -- The queue time of the max_commands-th newest command in the window, if there are that many.
+    execute format(
+      'select c.queued_at from app_public.box_commands c where c.%I = $1 and c.queued_at > now() - $2
+       order by c.queued_at desc offset $3 - 1 limit 1', v_limit.column_name)
+      into v_oldest using v_limit.scope_id, v_limit.per, v_limit.max_commands;
+    if v_oldest is not null then
+      raise exception 'rate limit exceeded: at most % commands %', v_limit.max_commands, v_limit.what
+        using errcode = 'RATEL',
+              detail = json_build_object('retry_after_seconds',
+                greatest(1, ceil(extract(epoch from v_oldest + v_limit.per - now()))))::text;
+    end if;
+  end loop;
 
   insert into app_public.box_commands
     (organization_id, box_id, command_type, payload, origin, created_by, timeout_ms, expires_at)
@@ -585,7 +588,7 @@ begin
 end;
 $$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.queue_box_command(uuid, text, jsonb, text, int, uuid) is
-  E'Queues a command for a box, for any origin (manual, schedule, agent, system), and wakes the bridge (on commit). Enforces the rate limits (RATEL, with retry_after_seconds in the detail). timeout_ms defaults to 60 s, or for bash.exec to its payload''s timeout_ms + 5 s.';
+  E'Queues a command for a box, for any origin (manual, schedule, agent, system), and wakes the bridge (on commit). Enforces the rate limits box_commands_per_minute and organization_box_commands_per_hour (RATEL, with retry_after_seconds in the detail; 0 turns one off). timeout_ms defaults to 60 s, or for bash.exec to its payload''s timeout_ms + 5 s.';
 
 --------------------------------------------------------------------------------
 -- Terminal states: the one place a command ends

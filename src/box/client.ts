@@ -274,10 +274,14 @@ export class BoxClient extends EventEmitter<BoxClientEvents> {
         this.unconfirmed.delete(frame.id);
         this.remember(frame.id);
         return;
-      case "error":
+      case "error": {
         this.options.log.warn(`the bridge reported ${frame.code}: ${frame.message}`);
         if (frame.code === "RATE_LIMIT_EXCEEDED") this.bucket?.pause((frame.retry_after_seconds ?? 1) * 1_000);
+        // A result the bridge could not store: offer it again a little later.
+        const result = frame.code === "INTERNAL_ERROR" && frame.id !== undefined ? this.unconfirmed.get(frame.id) : undefined;
+        if (result !== undefined) setTimeout(() => this.unconfirmed.has(result.id) && this.welcome !== null && this.send(result), 1_000).unref();
         return;
+      }
     }
   }
 
@@ -289,12 +293,9 @@ export class BoxClient extends EventEmitter<BoxClientEvents> {
     this.heartbeatTimer = setInterval(() => this.heartbeat(), welcome.heartbeat_interval_ms);
     this.heartbeatTimer.unref();
     this.emit("welcome", welcome);
-    // Results the bridge may not have recorded go first, then whatever waited for the connection.
-    const waiting = this.outbox;
-    this.outbox = [];
-    this.outboxBytes = 0;
-    for (const result of this.unconfirmed.values()) this.send(result);
-    for (const data of waiting) this.enqueue(data);
+    // What waited for the connection goes first, in order (output before its result), then every
+    // result the bridge has not confirmed (a duplicate only gets a receipt with recorded: false).
+    for (const result of this.unconfirmed.values()) this.enqueue(encodeFrame(result));
     this.drain();
   }
 

@@ -192,8 +192,8 @@ export class BoxConnection {
           },
           (error: unknown) => {
             this.fail("result", error);
-            // No receipt: the box keeps the result and sends it again after reconnecting.
-            this.sendError("INTERNAL_ERROR", "the result could not be stored: it will be asked for again", frame.id);
+            // No receipt: the box keeps the result and sends it again (later, or after reconnecting).
+            this.sendError("INTERNAL_ERROR", "the result could not be stored: send it again later", frame.id);
           },
         );
         return;

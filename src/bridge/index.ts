@@ -79,6 +79,8 @@ class BridgeServer implements Bridge, ConnectionHost {
   private stopping = false;
   /** Registered, listening, and (with REDIS_URL) connected to Redis: boxes are let in. */
   private active = false;
+  /** A presence flush is running (a slow database must not pile them up). */
+  private flushing = false;
 
   constructor({ config, logger, ownerPool }: BridgeOptions) {
     this.appConfig = config;
@@ -258,10 +260,17 @@ class BridgeServer implements Bridge, ConnectionHost {
 
   /** One statement for every box's last_seen_at and this instance's heartbeat; closes what the database says must close. */
   private async flushPresence(): Promise<void> {
-    if (!this.active) {
-      await this.activate().catch(() => undefined);
-      return;
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      if (this.active) await this.writePresence();
+      else await this.activate().catch(() => undefined);
+    } finally {
+      this.flushing = false;
     }
+  }
+
+  private async writePresence(): Promise<void> {
     const held = [...this.connections.values()].filter((c) => c.isReady);
     try {
       const toClose = await this.store.heartbeat(

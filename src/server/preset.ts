@@ -15,6 +15,7 @@ import { maskError } from "./errors.ts";
 import { LoginFailurePlugin } from "./login-failure.ts";
 import { BoxSubscriptionsPlugin } from "./plugins/box-subscriptions.ts";
 import { GeometricBoxNamePlugin } from "./plugins/geometric-box-name.ts";
+import { PartitionedIndexBehaviorsPlugin } from "./plugins/partitioned-index-behaviors.ts";
 import { requestPgSettings, requestSource } from "./request-settings.ts";
 import { makeSecretsPlugin } from "./secrets-plugin.ts";
 import type { SessionActivity } from "./session-activity.ts";
@@ -54,6 +55,7 @@ export function makePreset({ config, authPool, sessionActivity }: PresetOptions)
     plugins: [
       LoginFailurePlugin,
       GeometricBoxNamePlugin,
+      PartitionedIndexBehaviorsPlugin,
       BoxSubscriptionsPlugin,
       makeSecretsPlugin(config.encryptionKey),
       ...(config.isProduction ? [NoIntrospectionPlugin] : []),

@@ -10,8 +10,9 @@ import { afterAll, beforeAll, describe, expect, test } from "@jest/globals";
 import { CLOSE_CODES, type CommandFrame } from "../../src/bridge/protocol.ts";
 import { BoxClient } from "../../src/box/client.ts";
 import { cancelCommand, getCommand, sendBoxCommand, sendOk, type CommandRow } from "../helpers/box-api.ts";
-import { bridgeUrl, eventually, openBoxSocket, type BoxSocket } from "../helpers/box-socket.ts";
-import { createCommittedBox, type TestBox } from "../helpers/boxes.ts";
+import { bridgeUrl, openBoxSocket, type BoxSocket } from "../helpers/box-socket.ts";
+import { eventually } from "../helpers/wait.ts";
+import { allowBoxes, createCommittedBox, type TestBox } from "../helpers/boxes.ts";
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -37,7 +38,7 @@ describe("commands through the bridge", () => {
     url = bridgeUrl(server.url);
     owner = await createCommittedUser();
     outsider = await createCommittedUser();
-    await pool("root").query("update app_public.organization_limits set max_boxes = 50 where organization_id = $1", [owner.organizationId]);
+    await allowBoxes(owner.organizationId, 50);
     root = await realpath(await mkdtemp(path.join(tmpdir(), "agentplane-box-root-")));
   });
 

@@ -6,8 +6,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "@jest/globals";
 import WebSocket from "ws";
 import { CLOSE_CODES } from "../../src/bridge/protocol.ts";
-import { createCommittedBox, type TestBox } from "../helpers/boxes.ts";
-import { bridgeUrl, eventually, openBoxSocket, refusal } from "../helpers/box-socket.ts";
+import { allowBoxes, createCommittedBox, type TestBox } from "../helpers/boxes.ts";
+import { bridgeUrl, openBoxSocket, refusal } from "../helpers/box-socket.ts";
+import { eventually } from "../helpers/wait.ts";
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -31,7 +32,7 @@ describe("the bridge", () => {
     });
     url = bridgeUrl(server.url);
     owner = await createCommittedUser();
-    await pool("root").query("update app_public.organization_limits set max_boxes = 50 where organization_id = $1", [owner.organizationId]);
+    await allowBoxes(owner.organizationId, 50);
   });
 
   afterAll(async () => {

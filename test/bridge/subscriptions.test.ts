@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "@jest/globals";
 import { sendOk } from "../helpers/box-api.ts";
 import { bridgeUrl, openBoxSocket } from "../helpers/box-socket.ts";
-import { createCommittedBox } from "../helpers/boxes.ts";
+import { allowBoxes, createCommittedBox } from "../helpers/boxes.ts";
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -32,7 +32,7 @@ describe("box subscriptions", () => {
     server = await startTestServer({ env: { BRIDGE_PRESENCE_FLUSH_MS: "200" } });
     owner = await createCommittedUser();
     outsider = await createCommittedUser();
-    await pool("root").query("update app_public.organization_limits set max_boxes = 10 where organization_id = $1", [owner.organizationId]);
+    await allowBoxes(owner.organizationId, 10);
   });
 
   afterAll(async () => {

@@ -38,15 +38,8 @@ export async function sendBoxCommand(
 }
 
 /** Sends a command and returns its id (fails the test on an error). */
-export async function sendOk(
-  server: TestServer,
-  token: string,
-  boxId: string,
-  commandType: string,
-  payload: Record<string, unknown> = {},
-  timeoutMs?: number,
-): Promise<string> {
-  const response = await sendBoxCommand(server, token, boxId, commandType, payload, timeoutMs);
+export async function sendOk(...args: Parameters<typeof sendBoxCommand>): Promise<string> {
+  const response = await sendBoxCommand(...args);
   const id = response.data?.sendBoxCommand?.result.rowId;
   if (id === undefined) throw new Error(`sendBoxCommand failed: ${JSON.stringify(response.errors)}`);
   return id;

@@ -8,6 +8,7 @@
  */
 import WebSocket from "ws";
 import { HARDWARE_ID_HEADER, parseBridgeFrame, type BridgeFrame } from "../../src/bridge/protocol.ts";
+import { Waiters } from "./wait.ts";
 
 export class BoxRefused extends Error {
   readonly status: number;
@@ -46,16 +47,16 @@ export function openBoxSocket(
   const ws = new WebSocket(url, { headers, autoPong: options.autoPong ?? true, maxPayload: 64 * 1024 * 1024 });
   const frames: BridgeFrame[] = [];
   const taken = new Set<BridgeFrame>();
-  const waiters = new Set<() => void>();
+  const waiters = new Waiters();
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
     ws.on("close", (code, reason) => {
       resolve({ code, reason: reason.toString() });
-      for (const wake of waiters) wake();
+      waiters.notify();
     }),
   );
   ws.on("message", (data) => {
     frames.push(parseBridgeFrame(data.toString()));
-    for (const wake of waiters) wake();
+    waiters.notify();
   });
   const socket: BoxSocket = {
     ws,
@@ -68,30 +69,20 @@ export function openBoxSocket(
       socket.send({ type: "hello", protocols, hostname: "test-box", os: "linux", arch: "amd64", agent_version: "test" });
       return socket.next("welcome");
     },
-    next(type, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
+    next<T extends BridgeFrame["type"]>(type: T, timeoutMs = 10_000) {
+      return waiters.until<Extract<BridgeFrame, { type: T }>>(
+        () => {
           const frame = frames.find((f) => f.type === type && !taken.has(f));
           if (frame !== undefined) {
             taken.add(frame);
-            done();
-            resolve(frame as never);
-          } else if (ws.readyState === WebSocket.CLOSED) {
-            done();
-            reject(new Error(`closed before a ${type} frame; frames: ${JSON.stringify(frames)}`));
+            return frame as Extract<BridgeFrame, { type: T }>;
           }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`no ${type} frame within ${timeoutMs} ms; frames: ${JSON.stringify(frames)}`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
+          if (ws.readyState === WebSocket.CLOSED) throw new Error(`closed before a ${type} frame; frames: ${JSON.stringify(frames)}`);
+          return undefined;
+        },
+        timeoutMs,
+        () => `no ${type} frame; frames: ${JSON.stringify(frames)}`,
+      );
     },
     close() {
       ws.close();
@@ -118,15 +109,4 @@ export async function refusal(url: string, options: Parameters<typeof openBoxSoc
     throw error;
   }
   throw new Error("the upgrade was accepted");
-}
-
-/** Waits until `check` returns something other than undefined/false, polling. */
-export async function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs = 10_000, everyMs = 25): Promise<T> {
-  const started = performance.now();
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (performance.now() - started > timeoutMs) throw new Error(`not true within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
 }

@@ -10,6 +10,11 @@ import { createHash, randomUUID } from "node:crypto";
 import { pool, type Client } from "./db.ts";
 import { asUser, uniqueSuffix, type TestUser } from "./identity.ts";
 
+/** Lets an organization have up to `max` boxes (the starter plan allows one), committed. */
+export async function allowBoxes(organizationId: string, max: number): Promise<void> {
+  await pool("root").query("update app_public.organization_limits set max_boxes = $2 where organization_id = $1", [organizationId, max]);
+}
+
 export interface TestBox {
   id: string;
   keyId: string;

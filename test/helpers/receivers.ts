@@ -6,7 +6,7 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SMTPServer } from "smtp-server";
-import { waitFor } from "./wait.ts";
+import { eventually } from "./wait.ts";
 
 export interface ReceivedRequest {
   method: string;
@@ -53,7 +53,7 @@ export async function startHttpReceiver(respond: Responder = () => ({ status: 20
     url: `http://127.0.0.1:${port}`,
     requests,
     waitFor: (count, timeoutMs = 15_000) =>
-      waitFor(() => (requests.length >= count ? requests.slice(0, count) : undefined), `${count} HTTP request(s)`, timeoutMs),
+      eventually(async () => (requests.length >= count ? requests.slice(0, count) : undefined), timeoutMs),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -115,7 +115,7 @@ export async function startSmtpReceiver(credentials?: { user: string; password: 
     port,
     messages,
     waitFor: (count, timeoutMs = 15_000) =>
-      waitFor(() => (messages.length >= count ? messages.slice(0, count) : undefined), `${count} e-mail(s)`, timeoutMs),
+      eventually(async () => (messages.length >= count ? messages.slice(0, count) : undefined), timeoutMs),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -3,6 +3,7 @@
  * connection, its results collected as they come.
  */
 import WebSocket from "ws";
+import { Waiters } from "./wait.ts";
 
 export interface SubscriptionResult<T> {
   data?: T | null;
@@ -26,12 +27,10 @@ export async function subscribe<T>(
 ): Promise<TestSubscription<T>> {
   const ws = new WebSocket(`${httpUrl.replace(/^http/, "ws")}/graphql`, "graphql-transport-ws");
   const results: Array<SubscriptionResult<T>> = [];
-  const waiters = new Set<() => void>();
+  const waiters = new Waiters();
   let markCompleted: () => void = () => undefined;
   const completed = new Promise<void>((resolve) => (markCompleted = resolve));
-  const wake = () => {
-    for (const waiter of waiters) waiter();
-  };
+  const wake = () => waiters.notify();
   await new Promise<void>((resolve, reject) => {
     ws.once("error", reject);
     ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: token === undefined ? {} : { authorization: `Bearer ${token}` } })));
@@ -61,24 +60,11 @@ export async function subscribe<T>(
     results,
     completed,
     waitFor(count, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (results.length >= count) {
-            done();
-            resolve(results);
-          }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`only ${results.length} of ${count} results within ${timeoutMs} ms: ${JSON.stringify(results)}`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
+      return waiters.until(
+        () => (results.length >= count ? results : undefined),
+        timeoutMs,
+        () => `only ${results.length} of ${count} results: ${JSON.stringify(results)}`,
+      );
     },
     close() {
       ws.close();

@@ -11,7 +11,7 @@ import { committedAs, rootQuery } from "../helpers/committed.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startHttpReceiver, startSmtpReceiver, type HttpReceiver, type SmtpReceiver } from "../helpers/receivers.ts";
 import { TEST_ENCRYPTION_KEY } from "../helpers/server.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { eventually } from "../helpers/wait.ts";
 import { startTestWorker, type TestWorker } from "../helpers/worker.ts";
 
 let user: TestUser;
@@ -75,14 +75,11 @@ describe("notifications", () => {
   }
 
   function settled(channelId: string, timeoutMs = 15_000) {
-    return waitFor(
+    return eventually(
       async () => {
         const rows = await notificationsOf(channelId);
         return rows.length > 0 && rows.every((row) => row.status !== "pending") ? rows : undefined;
-      },
-      `the notifications of ${channelId} to settle`,
-      timeoutMs,
-    );
+      }, timeoutMs);
   }
 
   describe("an alert", () => {
@@ -141,14 +138,10 @@ describe("notifications", () => {
     test("a failure is retried after a back-off, and each attempt is logged", async () => {
       const flaky = await channel("webhook", { url: `${http.url}/flaky/webhook` });
       await committedAs(user, (client) => client.query("select app_public.send_test_notification($1)", [flaky]));
-      const attempts = await waitFor(
-        () => {
-          const seen = http.requests.filter((r) => r.path === "/flaky/webhook");
-          return seen.length >= 2 ? seen : undefined;
-        },
-        "two attempts",
-        20_000,
-      );
+      const attempts = await eventually(async () => {
+        const seen = http.requests.filter((r) => r.path === "/flaky/webhook");
+        return seen.length >= 2 ? seen : undefined;
+      }, 20_000);
       expect(attempts[1]!.at.getTime() - attempts[0]!.at.getTime()).toBeGreaterThan(1_000);
       expect(await settled(flaky)).toEqual([
         { status: "sent", attempts: 2, last_error: `POST ${http.url}/flaky/webhook: HTTP 503 busy`, event: "test" },

@@ -15,7 +15,7 @@ import { createCommittedBox, type TestBox } from "../helpers/boxes.ts";
 import { insertCronjob, queueCronjobRun, rootQuery } from "../helpers/committed.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { eventually } from "../helpers/wait.ts";
 
 // Inside one describe: the hooks run before the shared pools are closed (test/setup/after-env.ts).
 describe("scheduled actions on a box", () => {
@@ -63,24 +63,22 @@ describe("scheduled actions on a box", () => {
    * (which replaces the job under the same key) cannot overwrite it.
    */
   async function runNow(job: { id: string; revision: number; schedule: string; timezone: string }) {
-    await waitFor(async () => {
+    await eventually(async () => {
       const [row] = await rootQuery("select 1 from app_public.cronjobs where id = $1 and next_run_at is not null", [job.id]);
       return row;
-    }, "the cron job to be planned");
+    }, 15_000);
     await queueCronjobRun(job, { dueAt: new Date() });
   }
 
   function execution(cronjobId: string) {
-    return waitFor(
+    return eventually(
       async () => {
         const [row] = await rootQuery<{ status: string; output: string | null; error: string | null; box_command_id: string }>(
           "select status, output, error, box_command_id from app_public.cronjob_executions where cronjob_id = $1",
           [cronjobId],
         );
         return row !== undefined && row.status !== "running" ? row : undefined;
-      },
-      "the execution to finish",
-    );
+      }, 15_000);
   }
 
   test("run_bash_command: bash.exec runs on the box and the execution ends with its output", async () => {

@@ -10,7 +10,7 @@ import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhook } from "../../src/sch
 import { insertCronjob, queueCronjobRun, rootQuery, rotateSigningSecret } from "../helpers/committed.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startHttpReceiver, type HttpReceiver, type ReceivedRequest } from "../helpers/receivers.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { eventually } from "../helpers/wait.ts";
 import { startTestWorker, type TestWorker } from "../helpers/worker.ts";
 
 let user: TestUser;
@@ -85,7 +85,7 @@ describe("the scheduler", () => {
     test("is computed with cron-parser in the job's zone when the job is created, and again at once when it changes", async () => {
       await worker();
       const job = await insertCronjob(user, { schedule: "30 2 * * *", timezone: "America/New_York", payload: { url: `${receiver.url}/x` } });
-      const planned = await waitFor(async () => (await cronjobRow(job.id)).next_run_at ?? undefined, "next_run_at");
+      const planned = await eventually(async () => (await cronjobRow(job.id)).next_run_at ?? undefined, 15_000);
       const { created_at } = await cronjobRow(job.id);
       expect(planned).toEqual(nextRunAfter("30 2 * * *", "America/New_York", created_at));
       expect((await queuedJob(job.id))?.run_at).toEqual(planned);
@@ -93,10 +93,10 @@ describe("the scheduler", () => {
       const before = new Date();
       await rootQuery("update app_public.cronjobs set schedule = '*/15 * * * *', timezone = 'Asia/Kolkata' where id = $1", [job.id]);
       const after = new Date();
-      const replanned = await waitFor(async () => {
+      const replanned = await eventually(async () => {
         const row = await cronjobRow(job.id);
         return row.revision === 2 && row.next_run_at !== null ? row : undefined;
-      }, "the new next_run_at");
+      }, 15_000);
       // Planned from the time of the change (the two differ only if a quarter hour began during the update).
       expect([nextRunAfter("*/15 * * * *", "Asia/Kolkata", before), nextRunAfter("*/15 * * * *", "Asia/Kolkata", after)]).toContainEqual(replanned.next_run_at);
       expect(await queuedJob(job.id)).toMatchObject({ run_at: replanned.next_run_at, payload: { revision: 2 } });
@@ -117,17 +117,17 @@ describe("the scheduler", () => {
       const dueAt = new Date(Date.now() + 1_500);
       await queueCronjobRun(job, { dueAt });
       await worker();
-      const ping = await waitFor(() => receiver.requests.find((r) => r.path === "/ping"), "the webhook");
+      const ping = await eventually(async () => receiver.requests.find((r) => r.path === "/ping"), 15_000);
       expect(verified(ping)).toEqual({ ok: true });
       expect(ping.headers["agentplane-event"]).toBe("cronjob.run");
       const body = JSON.parse(ping.body) as Record<string, unknown>;
       expect(body).toMatchObject({ event: "cronjob.run", cronjob: { id: job.id, name: "ping" }, task: "ping", body: { hello: "world" } });
       expect(new Date(body.scheduled_for as string)).toEqual(dueAt);
 
-      const [execution] = await waitFor(async () => {
+      const [execution] = await eventually(async () => {
         const rows = await executionsOf(job.id);
         return rows[0]?.status === "success" ? rows : undefined;
-      }, "a successful execution");
+      }, 15_000);
       expect(execution).toMatchObject({ scheduled_for: dueAt, attempts: 1, output: '{"received":true}' });
       expect(execution!.started_at.getTime()).toBeGreaterThanOrEqual(dueAt.getTime());
       expect(execution!.started_at.getTime() - dueAt.getTime()).toBeLessThan(10_000);
@@ -152,16 +152,16 @@ describe("the scheduler", () => {
       await Promise.all([worker({ CRON_MISSED_AFTER_MS: "300000" }), worker({ CRON_MISSED_AFTER_MS: "300000" })]);
       const due = nextRunAfter("* * * * *", "UTC", plannedAt);
       for (const job of jobs) {
-        const executions = await waitFor(async () => {
+        const executions = await eventually(async () => {
           const rows = await executionsOf(job.id);
           return rows.length > 0 && rows.every((r) => r.status === "success") ? rows : undefined;
-        }, `the execution of ${job.id}`);
+        }, 15_000);
         expect(executions.map((e) => e.scheduled_for)).toEqual([due]);
       }
-      await waitFor(async () => {
+      await eventually(async () => {
         const pending = await rootQuery("select 1 from graphile_worker.jobs where task_identifier in ('cronjob_run', 'cronjob_deliver') and run_at <= now()");
         return pending.length === 0 ? true : undefined;
-      }, "the queue to drain");
+      }, 15_000);
       for (let i = 0; i < jobs.length; i++) {
         expect(receiver.requests.filter((r) => r.path === `/dup/${i}`)).toHaveLength(1);
         expect((await executionsOf(jobs[i]!.id)).length).toBe(1);
@@ -177,16 +177,16 @@ describe("the scheduler", () => {
       await queueCronjobRun(once, { plannedAt: downSince });
       await queueCronjobRun(skip, { dueAt: nextRunAfter("* * * * *", "UTC", downSince) });
       await worker();
-      const ran = await waitFor(async () => {
+      const ran = await eventually(async () => {
         const rows = await executionsOf(once.id);
         return rows[0]?.status === "success" ? rows : undefined;
-      }, "the catch-up run");
+      }, 15_000);
       expect(ran).toHaveLength(1);
       expect(ran[0]!.scheduled_for).toEqual(nextRunAfter("* * * * *", "UTC", downSince));
-      const skipped = await waitFor(async () => {
+      const skipped = await eventually(async () => {
         const rows = await executionsOf(skip.id);
         return rows.length > 0 ? rows : undefined;
-      }, "the skipped run");
+      }, 15_000);
       expect(skipped).toHaveLength(1);
       expect(skipped[0]).toMatchObject({ status: "skipped", error: expect.stringMatching(/^missed by \d+ s \(catch-up policy skip\)$/) });
       expect(receiver.requests.filter((r) => r.path === "/skip")).toEqual([]);
@@ -202,10 +202,10 @@ describe("the scheduler", () => {
       const job = await insertCronjob(user, { name: "flaky", schedule: "0 0 1 1 *", payload: { url: `${receiver.url}/flaky/1` } });
       await queueCronjobRun(job, { dueAt: new Date() });
       await worker();
-      const [execution] = await waitFor(async () => {
+      const [execution] = await eventually(async () => {
         const rows = await executionsOf(job.id);
         return rows[0]?.status === "success" ? rows : undefined;
-      }, "the retried delivery", 20_000);
+      }, 20_000);
       expect(execution).toMatchObject({ attempts: 2, error: null });
       const attempts = receiver.requests.filter((r) => r.path === "/flaky/1");
       expect(attempts.map((r) => verified(r).ok)).toEqual([true, true]);
@@ -216,10 +216,10 @@ describe("the scheduler", () => {
       const job = await insertCronjob(user, { name: "gone", schedule: "0 0 1 1 *", payload: { url: `${receiver.url}/gone` } });
       await queueCronjobRun(job, { dueAt: new Date() });
       await worker();
-      const [execution] = await waitFor(async () => {
+      const [execution] = await eventually(async () => {
         const rows = await executionsOf(job.id);
         return rows[0]?.status === "failure" ? rows : undefined;
-      }, "the failed delivery");
+      }, 15_000);
       expect(execution).toMatchObject({ attempts: 1, error: `POST ${receiver.url}/gone: HTTP 404 no such hook` });
     });
 
@@ -233,13 +233,13 @@ describe("the scheduler", () => {
       });
       await queueCronjobRun(job, { dueAt: new Date() });
       await worker();
-      const request = await waitFor(() => receiver.requests.find((r) => r.path === "/agent"), "the agent's task");
+      const request = await eventually(async () => receiver.requests.find((r) => r.path === "/agent"), 15_000);
       expect(verified(request)).toEqual({ ok: true });
       expect(request.headers["agentplane-event"]).toBe("agent.task");
       expect(JSON.parse(request.body)).toMatchObject({
         event: "agent.task", agent_id: agent!.id, mode: "conversation", task: "Write the daily digest", payload: { audience: "team" },
       });
-      await waitFor(async () => ((await executionsOf(job.id))[0]?.status === "success" ? true : undefined), "the execution to succeed");
+      await eventually(async () => ((await executionsOf(job.id))[0]?.status === "success" ? true : undefined), 15_000);
     });
   });
 });

@@ -8,7 +8,7 @@ import { committedAs, rootQuery } from "../helpers/committed.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { startHttpReceiver, type HttpReceiver } from "../helpers/receivers.ts";
 import { startTestServer, TEST_ENCRYPTION_KEY, type GraphQLResponse, type TestServer } from "../helpers/server.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { eventually } from "../helpers/wait.ts";
 
 let server: TestServer;
 let telegram: HttpReceiver;
@@ -173,16 +173,16 @@ describe("schedules through GraphQL", () => {
         { id: channelId },
       );
       expect(sent.data?.sendTestNotification.result).toMatchObject({ status: "pending", event: "test" });
-      const request = await waitFor(() => telegram.requests.find((r) => r.path === "/bot777:TEST/sendMessage"), "the Telegram message");
+      const request = await eventually(async () => telegram.requests.find((r) => r.path === "/bot777:TEST/sendMessage"), 15_000);
       expect(JSON.parse(request.body)).toMatchObject({ chat_id: "-100555", text: expect.stringContaining('Test notification for "ops chat"') });
-      const status = await waitFor(async () => {
+      const status = await eventually(async () => {
         const result = await gql<{ notification: { status: string } }>(
           member.token,
           `query ($id: UUID!) { notification(rowId: $id) { status attempts } }`,
           { id: sent.data!.sendTestNotification.result.rowId },
         );
         return result.data?.notification.status === "sent" ? result.data.notification : undefined;
-      }, "the notification to be sent");
+      }, 15_000);
       expect(status).toMatchObject({ status: "sent", attempts: 1 });
     });
   });

@@ -1,10 +1,6 @@
-import { databaseOf } from "../../src/config.ts";
-import { dropDatabase } from "../../src/db/setup.ts";
+import { dropScratchDatabase } from "./scratch-database.ts";
 
 export default async function globalTeardown(): Promise<void> {
   const state = globalThis.agentplaneTestState;
-  if (state === undefined) return;
-  const { database } = state.testDatabase;
-  await dropDatabase(database.rootUrl, databaseOf(database.ownerUrl));
-  await state.stopEmbedded?.();
+  if (state !== undefined) await dropScratchDatabase(state);
 }

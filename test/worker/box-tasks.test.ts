@@ -11,7 +11,7 @@ import pg from "pg";
 import { CRONTAB_FILE } from "../../src/worker/index.ts";
 import { createLogger } from "../../src/logger.ts";
 import { createTaskList } from "../../tasks/index.ts";
-import { connect, createCommittedBox, sendCommand, type TestBox } from "../helpers/boxes.ts";
+import { allowBoxes, connect, createCommittedBox, sendCommand, type TestBox } from "../helpers/boxes.ts";
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { testConfig } from "../helpers/server.ts";
@@ -40,7 +40,7 @@ describe("box tasks", () => {
     workerPool.on("error", () => undefined);
     workerPool.on("connect", (client) => client.on("error", () => undefined));
     owner = await createCommittedUser();
-    await pool("root").query("update app_public.organization_limits set max_boxes = 10 where organization_id = $1", [owner.organizationId]);
+    await allowBoxes(owner.organizationId, 10);
     box = await createCommittedBox(owner);
   });
 

@@ -331,14 +331,18 @@ describe("cancel, time-out, expiry", () => {
       await client.query("update app_public.box_commands set deadline_at = now() - interval '1 ms' where id = any($1)", [[inFlight, running]]);
       await client.query("update app_public.box_commands set expires_at = now() - interval '1 ms' where id = $1", [neverDelivered]);
 
+      // At least these: other test files' commands share the database.
       const { rows } = await client.query("select * from app_private.sweep_box_commands()");
-      expect(rows[0]).toEqual({ timed_out: 2, expired: 1 });
+      expect(rows[0].timed_out).toBeGreaterThanOrEqual(2);
+      expect(rows[0].expired).toBeGreaterThanOrEqual(1);
       expect(await commandStatus(client, inFlight)).toMatchObject({ status: "timed_out", error_code: "TIMEOUT" });
       expect(await commandStatus(client, running)).toMatchObject({ status: "timed_out" });
       expect(await commandStatus(client, neverDelivered)).toMatchObject({ status: "expired", error_code: "EXPIRED" });
       expect(await commandStatus(client, fresh)).toMatchObject({ status: "sent" });
       // Idempotent; and a late result changes nothing.
-      expect((await client.query("select * from app_private.sweep_box_commands()")).rows[0]).toEqual({ timed_out: 0, expired: 0 });
+      const finishedAt = await commandStatus(client, inFlight);
+      await client.query("select * from app_private.sweep_box_commands()");
+      expect(await commandStatus(client, inFlight)).toEqual(finishedAt);
       expect(await recordResults(client, box, [{ id: running, success: true }])).toEqual([{ id: running, recorded: false, status: "timed_out" }]);
     });
   });

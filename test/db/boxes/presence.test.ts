@@ -126,10 +126,14 @@ describe("presence", () => {
       await client.query("select app_private.bridge_claim_commands($1, (select connection_seq from app_private.box_connections where box_id = $1), 10)", [a.id]);
       await client.query("update app_private.bridge_instances set heartbeat_at = now() - interval '4 seconds' where id = $1", [crashed]);
       await client.query("update app_private.bridge_instances set heartbeat_at = now() - interval '2 seconds' where id = $1", [alive]);
-      expect((await client.query("select * from app_private.sweep_box_presence()")).rows[0]).toEqual({ dead_instances: 1, offline_boxes: 1 });
+      // At least these (other test files' crashed bridges may be swept too: the database is shared).
+      const swept = (await client.query("select * from app_private.sweep_box_presence()")).rows[0];
+      expect(swept.dead_instances).toBeGreaterThanOrEqual(1);
+      expect(swept.offline_boxes).toBeGreaterThanOrEqual(1);
       expect([await boxStatus(client, a.id), await boxStatus(client, b.id)]).toEqual(["offline", "online"]);
       expect(await commandStatus(client, pending)).toMatchObject({ status: "queued" });
-      expect((await client.query("select count(*)::int as n from app_private.bridge_instances where id = $1", [crashed])).rows[0].n).toBe(0);
+      const instances = await client.query("select id from app_private.bridge_instances where id = any($1)", [[crashed, alive]]);
+      expect(instances.rows.map((row) => row.id)).toEqual([alive]);
 
       const stopping = crypto.randomUUID();
       await connect(client, c, { instanceId: stopping });

@@ -161,10 +161,12 @@ describe("scheduled box commands", () => {
   test("a command that cannot be queued fails the execution, and the next run is planned all the same", async () => {
     await asRoot(async (client) => {
       const user = await createUser(client);
-      const { job } = await bashJob(client, user);
-      await client.query("select set_config('agentplane.box_commands_per_minute', '0', true)");
+      const { box, job } = await bashJob(client, user);
+      // The box's command budget for this minute is spent.
+      await client.query("select set_config('agentplane.box_commands_per_minute', '1', true)");
+      await client.query("select app_private.queue_box_command($1, 'system.ping', '{}', 'manual')", [box.id]);
       const execution = await runDue(client, job);
-      expect(execution).toMatchObject({ status: "failure", error: "rate limit exceeded: at most 0 commands a minute per box" });
+      expect(execution).toMatchObject({ status: "failure", error: "rate limit exceeded: at most 1 commands a minute per box" });
       const next = await client.query("select payload, run_at from graphile_worker._private_jobs where key = $1", [`cronjob:${String(job.id)}`]);
       expect(next.rows[0]?.payload).toMatchObject({ cronjobId: job.id, revision: 1 });
     });
