@@ -119,6 +119,8 @@ export interface NotificationConfig {
   /** The SMTP server for email channels that name none. */
   smtp: SmtpServerConfig | null;
   smtpFrom: string;
+  /** Whether customers' endpoints (webhook URLs, Slack URLs, channels' SMTP hosts) may be internal addresses. */
+  allowPrivateNetworks: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -345,6 +347,7 @@ export function loadConfig(env: Env = process.env): Config {
       telegramApiUrl: httpUrl(env, "TELEGRAM_API_URL", "https://api.telegram.org"),
       smtp: smtpServer(env),
       smtpFrom: read(env, "SMTP_FROM") ?? "agentplane <alerts@localhost>",
+      allowPrivateNetworks: boolean(env, "DELIVERY_ALLOW_PRIVATE_NETWORKS", !isProduction),
     },
   };
 }

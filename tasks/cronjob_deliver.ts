@@ -76,7 +76,11 @@ export function cronjobDeliver({ config }: TaskContext): Task {
           config.encryptionKey,
         ]);
         const headers = { ...signWebhook(secrets.rows.map((secret) => secret.secret), body), "agentplane-event": event, "agentplane-delivery": row.id };
-        return postJson(url, body, { headers, timeoutMs: config.notifications.timeoutMs });
+        return postJson(url, body, {
+          headers,
+          timeoutMs: config.notifications.timeoutMs,
+          allowPrivateNetworks: config.notifications.allowPrivateNetworks,
+        });
       },
       async record(result) {
         await helpers.query("select app_private.record_cronjob_delivery($1, $2, $3, $4, $5)", [

@@ -71,6 +71,7 @@ export function notificationDeliver({ config }: TaskContext): Task {
       telegramApiUrl: config.notifications.telegramApiUrl,
       defaultSmtp: config.notifications.smtp,
       defaultFrom: config.notifications.smtpFrom,
+      allowPrivateNetworks: config.notifications.allowPrivateNetworks,
     };
     const outcome = await attemptDelivery({
       attempt: helpers.job.attempts,

@@ -44,7 +44,9 @@ describe("loadConfig", () => {
         telegramApiUrl: "https://api.telegram.org",
         smtp: { host: "mail.example.test", port: 465, secure: true, user: "bot@example.test", password: "p@ss" },
         smtpFrom: "agentplane <alerts@localhost>",
+        allowPrivateNetworks: true,
       });
+      expect(loadConfig({ ...external, ...key, NODE_ENV: "production" }).notifications.allowPrivateNetworks).toBe(false);
       expect(config.schedules).toEqual({ missedAfterMs: 60_000, agentOfflineAfterIntervals: 3 });
     } finally {
       rmSync(dataDir, { recursive: true, force: true });

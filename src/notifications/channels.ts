@@ -11,6 +11,7 @@
 import { createTransport } from "nodemailer";
 import type { SmtpServerConfig } from "../config.ts";
 import { signWebhook } from "../schedules/signing.ts";
+import { assertPublicHost } from "./address-guard.ts";
 import { DeliveryError, postJson } from "./http.ts";
 
 export interface NotificationMessage {
@@ -40,6 +41,8 @@ export interface DeliveryOptions {
   defaultSmtp: SmtpServer | null;
   /** The sender for email channels that name none. */
   defaultFrom: string;
+  /** Whether customer endpoints may be internal addresses (DELIVERY_ALLOW_PRIVATE_NETWORKS). */
+  allowPrivateNetworks: boolean;
 }
 
 function plainText(message: NotificationMessage): string {
@@ -51,6 +54,7 @@ async function sendWebhook(target: Extract<ChannelTarget, { kind: "webhook" }>, 
   const body = JSON.stringify({ id: message.id, event: message.event, title: message.title, text: message.text, severity: message.severity, details: message.details });
   await postJson(target.url, body, {
     timeoutMs: options.timeoutMs,
+    allowPrivateNetworks: options.allowPrivateNetworks,
     headers: { ...signWebhook(target.signingSecrets, body), "agentplane-event": message.event, "agentplane-delivery": message.id },
   });
 }
@@ -59,14 +63,17 @@ async function sendSlack(target: Extract<ChannelTarget, { kind: "slack" }>, mess
   // The incoming-webhook URL is the credential: errors show only its host.
   await postJson(target.webhookUrl, JSON.stringify({ text: plainText(message) }), {
     timeoutMs: options.timeoutMs,
+    allowPrivateNetworks: options.allowPrivateNetworks,
     displayUrl: `slack webhook at ${new URL(target.webhookUrl).host}`,
   });
 }
 
 async function sendTelegram(target: Extract<ChannelTarget, { kind: "telegram" }>, message: NotificationMessage, options: DeliveryOptions) {
   const url = `${options.telegramApiUrl.replace(/\/+$/, "")}/bot${target.botToken}/sendMessage`;
+  // The Bot API's address is configuration (TELEGRAM_API_URL), not a customer's: no address check.
   const result = await postJson(url, JSON.stringify({ chat_id: target.chatId, text: plainText(message), disable_web_page_preview: true }), {
     timeoutMs: options.timeoutMs,
+    allowPrivateNetworks: true,
     displayUrl: "Telegram sendMessage",
   });
   let answer: { ok?: unknown; description?: unknown };
@@ -83,6 +90,8 @@ async function sendTelegram(target: Extract<ChannelTarget, { kind: "telegram" }>
 async function sendEmail(target: Extract<ChannelTarget, { kind: "email" }>, message: NotificationMessage, options: DeliveryOptions) {
   const smtp = target.smtp ?? options.defaultSmtp;
   if (smtp === null) throw new DeliveryError("no SMTP server: set SMTP_URL or the channel's smtp_host", { permanent: true });
+  // A channel's own server is a customer's; the configured one (SMTP_URL) is not checked.
+  if (target.smtp !== null && !options.allowPrivateNetworks) await assertPublicHost(target.smtp.host);
   const transport = createTransport({
     host: smtp.host,
     port: smtp.port,

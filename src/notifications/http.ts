@@ -3,6 +3,7 @@
  * one POST with a time-out, classified so that the caller knows whether a
  * retry can help.
  */
+import { assertPublicHost } from "./address-guard.ts";
 
 /** A delivery that did not succeed. `permanent` failures are not retried (a 4xx other than 408/425/429). */
 export class DeliveryError extends Error {
@@ -41,7 +42,7 @@ export function redactUrl(url: string): string {
 export async function postJson(
   url: string,
   body: string,
-  options: { headers?: Record<string, string>; timeoutMs: number; displayUrl?: string },
+  options: { headers?: Record<string, string>; timeoutMs: number; displayUrl?: string; allowPrivateNetworks: boolean },
 ): Promise<PostResult> {
   const shown = options.displayUrl ?? redactUrl(url);
   let parsed: URL;
@@ -53,6 +54,7 @@ export async function postJson(
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     throw new DeliveryError(`${shown}: only http and https URLs are allowed`, { permanent: true });
   }
+  if (!options.allowPrivateNetworks) await assertPublicHost(parsed.hostname);
   let response: Response;
   try {
     response = await fetch(parsed, {

@@ -35,6 +35,7 @@ beforeAll(async () => {
     telegramApiUrl: `${http.url}/telegram/`,
     defaultSmtp: { host: smtp.host, port: smtp.port, secure: false, user: "mailer", password: "s3cret" },
     defaultFrom: "agentplane <alerts@agentplane.test>",
+    allowPrivateNetworks: true,
   };
 });
 
@@ -130,6 +131,25 @@ describe("notification channels", () => {
       (e: unknown) => e,
     )) as DeliveryError;
     expect(refused.permanent).toBe(true);
+  });
+
+  test("internal addresses are refused unless private networks are allowed", async () => {
+    const closed = { ...options, allowPrivateNetworks: false };
+    const local = (await deliver({ kind: "webhook", url: `${http.url}/hook`, signingSecrets: ["s"] }, message, closed).catch((e: unknown) => e)) as DeliveryError;
+    expect([local.permanent, local.message]).toEqual([true, "127.0.0.1 is an internal address (127.0.0.1): deliveries go to public endpoints only"]);
+    for (const url of ["http://localhost/x", "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/", "http://[::1]:8080/", "http://[::ffff:192.168.0.1]/"]) {
+      const error = (await deliver({ kind: "slack", webhookUrl: url }, message, closed).catch((e: unknown) => e)) as DeliveryError;
+      expect([url, error.permanent, error.message]).toEqual([url, true, expect.stringContaining("is an internal address")]);
+    }
+    const smtpHost = (await deliver(
+      { kind: "email", to: ["a@b.test"], from: null, smtp: { host: "127.0.0.1", port: smtp.port, secure: false, user: null, password: null } },
+      message,
+      closed,
+    ).catch((e: unknown) => e)) as DeliveryError;
+    expect(smtpHost.message).toBe("127.0.0.1 is an internal address (127.0.0.1): deliveries go to public endpoints only");
+    // The configured Telegram API and SMTP server are not customers' endpoints.
+    await deliver({ kind: "telegram", chatId: "1", botToken: "1:A" }, message, closed);
+    await deliver({ kind: "email", to: ["ops@example.test"], from: null, smtp: null }, message, closed);
   });
 
   test("a Slack URL never appears in an error", async () => {
