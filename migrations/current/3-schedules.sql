@@ -11,6 +11,7 @@
 -- Re-run on every save: drop everything this file creates, in reverse order.
 --
 
+drop function if exists app_public.cronjob_executions_box_command(app_public.cronjob_executions) cascade;
 drop function if exists app_private.sweep_offline_boxes(app_public.alert_rules) cascade;
 drop function if exists app_private.record_agent_metrics(app_public.agents, jsonb, timestamptz) cascade;
 drop function if exists app_private.tg_box_commands__finish_cronjob_execution() cascade;
@@ -1795,6 +1796,13 @@ create trigger _600_finish_cronjob_execution after update of status on app_publi
                      and new.status in ('succeeded', 'failed', 'timed_out', 'expired', 'canceled')
                      and old.status not in ('succeeded', 'failed', 'timed_out', 'expired', 'canceled'))
   execute procedure app_private.tg_box_commands__finish_cronjob_execution();
+
+create function app_public.cronjob_executions_box_command(execution app_public.cronjob_executions)
+returns app_public.box_commands as $$
+  select c.* from app_public.box_commands c where c.id = execution.box_command_id;
+$$ language sql stable set search_path to pg_catalog, public, pg_temp;
+comment on function app_public.cronjob_executions_box_command(app_public.cronjob_executions) is
+  E'The box command the execution queued (while it is kept: box commands go after 3 months).';
 
 --------------------------------------------------------------------------------
 -- metric_threshold and offline alerts about boxes and agents

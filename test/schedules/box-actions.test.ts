@@ -88,6 +88,14 @@ describe("scheduled actions on a box", () => {
     expect(done).toMatchObject({ status: "success", output: "scheduled-42\n", error: null });
     const [command] = await rootQuery("select command_type, origin, status, exit_code from app_public.box_commands where id = $1", [done.box_command_id]);
     expect(command).toEqual({ command_type: "bash.exec", origin: "schedule", status: "succeeded", exit_code: 0 });
+    const seen = await server.graphql<{ cronjob: { executions: { nodes: unknown[] } } }>(
+      `query ($id: UUID!) { cronjob(rowId: $id) { executions { nodes { status output boxCommand { commandType origin stdout } } } } }`,
+      { id: job.id },
+      { token: owner.token },
+    );
+    expect(seen.data?.cronjob.executions.nodes).toEqual([
+      { status: "success", output: "scheduled-42\n", boxCommand: { commandType: "bash.exec", origin: "schedule", stdout: "scheduled-42\n" } },
+    ]);
   });
 
   test("a failing command fails the execution with the box's error", async () => {
