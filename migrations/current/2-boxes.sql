@@ -921,12 +921,13 @@ begin
   from unnest(bridge_heartbeat.box_ids, bridge_heartbeat.connection_seqs, bridge_heartbeat.seen_at) as s (box_id, connection_seq, seen_at)
   join app_private.box_connections c on c.box_id = s.box_id and c.connection_seq = s.connection_seq
   where b.id = s.box_id;
-  -- Connections that must close: a newer one took over, the box is gone, or its key no longer opens it.
+  -- Connections that must close (a newer one took over, the box is gone, or its key no longer opens
+  -- it), and boxes with commands waiting (a wake-up that was missed, a claim that failed).
   return query
     select s.box_id, s.connection_seq,
-           case when b.id is null then 'unauthorized'
+           case when b.id is null or k.id is null or k.revoked_at is not null or k.expires_at <= now() then 'unauthorized'
                 when c.connection_seq is distinct from s.connection_seq or c.instance_id is null then 'replaced'
-                else 'unauthorized' end
+                else 'queued' end
     from unnest(bridge_heartbeat.box_ids, bridge_heartbeat.connection_seqs) as s (box_id, connection_seq)
     left join app_public.boxes b on b.id = s.box_id
     left join app_private.box_connections c on c.box_id = s.box_id
@@ -936,11 +937,13 @@ begin
        or c.instance_id is null
        or k.id is null
        or k.revoked_at is not null
-       or k.expires_at <= now();
+       or k.expires_at <= now()
+       or exists (select 1 from app_public.box_commands q
+                  where q.box_id = s.box_id and q.status = 'queued' and q.expires_at > now());
 end;
 $$ language plpgsql volatile set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.bridge_heartbeat(uuid, text, int, int, uuid[], bigint[], timestamptz[]) is
-  E'A bridge instance''s start and periodic flush: its own heartbeat, and last_seen_at of the boxes it holds, in one call. Returns the connections it must close, with why (`replaced` or `unauthorized`).';
+  E'A bridge instance''s start and periodic flush: its own heartbeat, and last_seen_at of the boxes it holds, in one call. Returns the connections it must close, with why (`replaced` or `unauthorized`), and those whose box has commands waiting (`queued`: deliver them).';
 
 create function app_private.bridge_stopped(instance_id uuid) returns int as $$
 declare

@@ -258,7 +258,10 @@ class BridgeServer implements Bridge, ConnectionHost {
     }
   }
 
-  /** One statement for every box's last_seen_at and this instance's heartbeat; closes what the database says must close. */
+  /**
+   * One statement for every box's last_seen_at and this instance's heartbeat; closes what the
+   * database says must close, and delivers to boxes with commands waiting (a missed wake-up).
+   */
   private async flushPresence(): Promise<void> {
     if (this.flushing) return;
     this.flushing = true;
@@ -273,14 +276,15 @@ class BridgeServer implements Bridge, ConnectionHost {
   private async writePresence(): Promise<void> {
     const held = [...this.connections.values()].filter((c) => c.isReady);
     try {
-      const toClose = await this.store.heartbeat(
+      const notices = await this.store.heartbeat(
         this.instance,
         held.map((c) => ({ boxId: c.boxId, seq: c.seq, seenAt: new Date(c.lastSeenAt) })),
       );
-      for (const { boxId, seq, reason } of toClose) {
+      for (const { boxId, seq, reason } of notices) {
         const connection = this.connections.get(boxId);
         if (connection === undefined || connection.seq !== seq) continue;
-        if (reason === "replaced") connection.close(CLOSE_CODES.replaced, "a newer connection of this box took over");
+        if (reason === "queued") void connection.deliver();
+        else if (reason === "replaced") connection.close(CLOSE_CODES.replaced, "a newer connection of this box took over");
         else connection.close(CLOSE_CODES.unauthorized, "the key no longer opens this box");
       }
       await this.redis?.refresh(held.map((c) => ({ boxId: c.boxId, seq: c.seq })));

@@ -56,10 +56,11 @@ export interface HeldConnection {
   seenAt: Date;
 }
 
-export interface ConnectionToClose {
+/** What the presence flush says about a connection: close it (replaced, unauthorized), or deliver to it (queued). */
+export interface ConnectionNotice {
   boxId: string;
   seq: string;
-  reason: "replaced" | "unauthorized";
+  reason: "replaced" | "unauthorized" | "queued";
 }
 
 export interface InstanceInfo {
@@ -133,9 +134,9 @@ export class BridgeStore {
     return rows[0]?.done ?? false;
   }
 
-  /** The instance's heartbeat and its boxes' last_seen_at; returns the connections that must close. */
-  async heartbeat(instance: InstanceInfo, held: HeldConnection[]): Promise<ConnectionToClose[]> {
-    const { rows } = await this.pool.query<{ box_id: string; connection_seq: string; reason: "replaced" | "unauthorized" }>(
+  /** The instance's heartbeat and its boxes' last_seen_at; returns what must happen to some connections. */
+  async heartbeat(instance: InstanceInfo, held: HeldConnection[]): Promise<ConnectionNotice[]> {
+    const { rows } = await this.pool.query<{ box_id: string; connection_seq: string; reason: ConnectionNotice["reason"] }>(
       "select * from app_private.bridge_heartbeat($1, $2, $3, $4, $5, $6, $7)",
       [
         instance.id,

@@ -185,6 +185,26 @@ describe("commands through the bridge", () => {
     second.close();
   });
 
+  test("a command whose wake-up was missed is delivered at the next presence flush", async () => {
+    const box = await createCommittedBox(owner);
+    const socket = await rawBox(box);
+    const client = await pool("root").connect();
+    let id: string;
+    try {
+      // Triggers off: the row is written without its NOTIFY, as if the wake-up had been lost.
+      await client.query("begin");
+      await client.query("set local session_replication_role = replica");
+      const { rows } = await client.query("select id from app_private.queue_box_command($1, 'system.ping', '{}', 'system')", [box.id]);
+      id = rows[0].id;
+      await client.query("commit");
+    } finally {
+      client.release();
+    }
+    const [command] = await nextCommands(socket);
+    expect(command?.id).toBe(id);
+    socket.close();
+  });
+
   test("a box that does not read what it is sent is disconnected (4004), not allowed to grow memory", async () => {
     const box = await createCommittedBox(owner);
     const socket = await rawBox(box);

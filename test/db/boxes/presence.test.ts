@@ -113,6 +113,24 @@ describe("presence", () => {
     });
   });
 
+  test("the heartbeat names held boxes with commands waiting (a missed wake-up), so that the bridge delivers them", async () => {
+    await asRoot(async (client) => {
+      const owner = await createUser(client);
+      const box = await createBox(client, owner);
+      const { seq, instanceId } = await connect(client, box);
+      const heartbeat = () =>
+        client.query("select box_id, reason from app_private.bridge_heartbeat($1, 'test', 1, 30000, $2, $3, $4)", [
+          instanceId,
+          [box.id],
+          [seq],
+          [new Date()],
+        ]);
+      expect((await heartbeat()).rows).toEqual([]);
+      await sendCommand(client, owner, box);
+      expect((await heartbeat()).rows).toEqual([{ box_id: box.id, reason: "queued" }]);
+    });
+  });
+
   test("boxes of a bridge instance silent for three intervals go offline in the sweep, and a clean stop does it at once", async () => {
     await asRoot(async (client) => {
       const owner = await createUser(client);
