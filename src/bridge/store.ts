@@ -1,6 +1,6 @@
 /**
  * The bridge's database calls: the narrow app_private functions of
- * migrations/current/2-boxes.sql, on the owner connection. What boxes send
+ * migrations/committed/000003-boxes-and-the-bridge.sql, on the owner connection. What boxes send
  * often (acks, output, results, metrics) is batched: one round trip carries
  * whatever arrived while the previous one ran.
  */

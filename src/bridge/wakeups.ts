@@ -1,6 +1,6 @@
 /**
  * LISTEN agentplane_bridge: what the database tells every bridge instance
- * (triggers in migrations/current/2-boxes.sql). Sent on commit, so a wake-up
+ * (triggers in migrations/committed/000003-boxes-and-the-bridge.sql). Sent on commit, so a wake-up
  * never comes before the row it is about is visible. One connection, taken
  * again after a loss; `onReconnect` lets the bridge catch up on whatever it
  * may have missed meanwhile.

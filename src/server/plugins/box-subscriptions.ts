@@ -6,7 +6,7 @@
  *   boxCommandUpdated(id)     one command: its current state at once, then each change,
  *                             ending after its terminal state
  *
- * Triggers (migrations/current/2-boxes.sql) notify `agentplane:box:<box id>`
+ * Triggers (migrations/committed/000003-boxes-and-the-bridge.sql) notify `agentplane:box:<box id>`
  * with ids only; every event is read again under the subscriber's row-level
  * security, and subscribing to a box or command the subscriber cannot see is
  * refused. Nobody receives another organization's events.

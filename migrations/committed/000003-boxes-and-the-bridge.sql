@@ -1,5 +1,9 @@
+--! Previous: sha1:59a8e07c94c57317c4ffd4cfc08c3d41b2b349ff
+--! Hash: sha1:744750ed6534dc27800bfb935dae048a1fddd675
+--! Message: boxes and the bridge
+
 --
--- 2-boxes: boxes and their API keys, the commands sent to them (partitioned by
+-- Boxes: boxes and their API keys, the commands sent to them (partitioned by
 -- month), their metric samples (partitioned by day), presence, and the narrow
 -- functions the bridge and the worker call (docs/bridge-protocol.md).
 --
@@ -9,47 +13,6 @@
 --   app_private  key hashes, connections, bridge instances, and the trusted
 --                functions: queue_box_command, bridge_*, sweeps, partition upkeep
 --
--- Re-run on every save: drop everything this file creates first (cascade: later
--- modules' keys, policies and triggers on these tables are re-created by their files).
---
-
-drop table if exists app_public.metric_samples cascade;
-drop table if exists app_public.box_commands cascade;
-drop table if exists app_private.box_connections cascade;
-drop table if exists app_private.bridge_instances cascade;
-drop table if exists app_private.box_api_key_secrets cascade;
-drop table if exists app_public.box_api_keys cascade;
-drop table if exists app_public.boxes cascade;
-drop sequence if exists app_private.box_connection_seq;
-drop sequence if exists app_private.box_command_seq;
-drop sequence if exists app_private.metric_sample_seq;
-do $$
-declare
-  v_function regprocedure;
-begin
-  for v_function in
-    select p.oid::regprocedure
-    from pg_proc p
-    join pg_namespace n on n.oid = p.pronamespace
-    where n.nspname in ('app_public', 'app_hidden', 'app_private')
-      and p.proname in (
-        'box_setting', 'maintain_partitions', 'issue_box_key', 'queue_box_command',
-        'tg_boxes__limit', 'tg_boxes__notify', 'tg_box_commands__notify', 'tg_box_api_keys__notify',
-        'tg_boxes__bridge_notify', 'create_box', 'create_box_key', 'rotate_box_key', 'revoke_box_key',
-        'send_box_command', 'cancel_box_command', 'requeue_box_commands', 'bridge_authenticate',
-        'bridge_box_connected', 'bridge_box_disconnected', 'bridge_heartbeat',
-        'bridge_stopped', 'bridge_claim_commands', 'bridge_record_acks', 'bridge_record_outputs',
-        'bridge_record_results', 'bridge_record_metrics', 'bridge_record_frames', 'time_out_box_commands', 'sweep_box_commands',
-        'sweep_box_presence', 'mark_connections_offline', 'box_commands_recent', 'finish_box_command'
-      )
-  loop
-    execute format('drop function %s cascade', v_function);
-  end loop;
-end;
-$$;
-drop type if exists app_public.issued_box_key cascade;
-drop type if exists app_private.bridge_auth cascade;
-drop type if exists app_private.bridge_recorded cascade;
 
 --------------------------------------------------------------------------------
 -- Settings. The server passes its configuration (src/config.ts) to every
@@ -66,7 +29,7 @@ comment on function app_private.box_setting(text, bigint) is
 --------------------------------------------------------------------------------
 -- Partitions: box_commands by month, metric_samples by day, each partition in
 -- app_private (never exposed), created ahead and dropped past retention by the
--- worker (tasks/partitions__maintain.ts).
+-- worker (tasks/box_partitions_maintain.ts).
 --------------------------------------------------------------------------------
 
 create function app_private.maintain_partitions(parent regclass, unit text, ahead int, keep int)

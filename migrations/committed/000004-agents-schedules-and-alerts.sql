@@ -1,5 +1,9 @@
+--! Previous: sha1:744750ed6534dc27800bfb935dae048a1fddd675
+--! Hash: sha1:6aaf770e4709bee7b48ed0b0ef06fbf7ca877584
+--! Message: agents, schedules and alerts
+
 --
--- 3-schedules: agent types, agents and their API keys, heartbeats and logs;
+-- Schedules: agent types, agents and their API keys, heartbeats and logs;
 -- cron jobs and their executions; alert rules, alerts, notification channels
 -- and the notification delivery log. (docs/schedules.md tells the story.)
 --
@@ -8,65 +12,6 @@
 -- with cron-parser, in the job's time zone, and calls app_private.run_cronjob,
 -- which runs what is due and queues the next job at its time.
 --
--- Re-run on every save: drop everything this file creates, in reverse order.
---
-
-drop function if exists app_public.cronjob_executions_box_command(app_public.cronjob_executions) cascade;
-drop function if exists app_private.sweep_offline_boxes(app_public.alert_rules) cascade;
-drop function if exists app_private.record_agent_metrics(app_public.agents, jsonb, timestamptz) cascade;
-drop function if exists app_private.tg_box_commands__finish_cronjob_execution() cascade;
-drop function if exists app_private.tg_metric_samples__evaluate_alerts() cascade;
-drop function if exists app_public.report_agent_metrics(jsonb, timestamptz) cascade;
-drop function if exists app_public.send_agent_heartbeat(jsonb, text) cascade;
-drop function if exists app_private.dispatch_cronjob_execution(app_public.cronjobs, app_public.cronjob_executions) cascade;
-drop function if exists app_private.evaluate_metric_rules(uuid, uuid, uuid, text) cascade;
-drop function if exists app_private.sweep_alerts(numeric) cascade;
-drop function if exists app_private.record_notification_attempt(uuid, boolean, text, boolean) cascade;
-drop function if exists app_public.send_test_notification(uuid) cascade;
-drop function if exists app_public.acknowledge_alert(uuid) cascade;
-drop function if exists app_private.evaluate_failure_rules(uuid, text, uuid, int, uuid, uuid) cascade;
-drop function if exists app_private.resolve_alert(app_public.alert_rules, text, uuid) cascade;
-drop function if exists app_private.open_alert(app_public.alert_rules, text, uuid, text, jsonb) cascade;
-drop function if exists app_private.queue_notification(uuid, uuid, uuid, text) cascade;
-drop function if exists app_private.webhook_signing_secrets(uuid, text) cascade;
-drop function if exists app_hidden.rotate_webhook_signing_secret(uuid, text) cascade;
-drop function if exists app_private.notification_channel_secrets(uuid, text) cascade;
-drop function if exists app_hidden.set_notification_channel_secrets(uuid, jsonb, text) cascade;
-drop function if exists app_hidden.notification_channel_config_problem(text, jsonb) cascade;
-drop function if exists app_private.purge_cronjob_executions(int) cascade;
-drop function if exists app_private.record_cronjob_delivery(uuid, boolean, text, text, boolean) cascade;
-drop function if exists app_private.finish_cronjob_execution(uuid, text, text, text) cascade;
-drop function if exists app_private.run_cronjob(uuid, int, timestamptz, timestamptz, boolean) cascade;
-drop function if exists app_private.tg_cronjob_executions__finished() cascade;
-drop function if exists app_private.tg_cronjobs__schedule() cascade;
-drop function if exists app_private.tg_cronjobs__validate() cascade;
-drop function if exists app_private.mark_agents_offline(numeric) cascade;
-drop function if exists app_private.tg_agent_logs__prepare() cascade;
-drop function if exists app_private.tg_agent_logs__count_failures() cascade;
-drop function if exists app_public.revoke_agent_api_key(uuid) cascade;
-drop function if exists app_public.create_agent_api_key(uuid, text, timestamptz) cascade;
-drop function if exists app_public.current_agent_id() cascade;
-drop function if exists app_private.tg_agents__check_box_limit() cascade;
-drop function if exists app_private.tg_agents__apply_type() cascade;
-drop function if exists app_private.tg_agents__fork() cascade;
-drop function if exists app_private.is_iana_time_zone(text) cascade;
-drop function if exists app_hidden.cron_schedule_problem(text) cascade;
-drop table if exists app_public.notifications cascade;
-drop table if exists app_public.alerts cascade;
-drop table if exists app_public.alert_rule_channels cascade;
-drop table if exists app_public.alert_rules cascade;
-drop table if exists app_private.webhook_signing_secrets cascade;
-drop table if exists app_private.notification_channel_secrets cascade;
-drop table if exists app_public.notification_channels cascade;
-drop table if exists app_public.cronjob_executions cascade;
-drop table if exists app_public.cronjobs cascade;
-drop table if exists app_public.agent_logs cascade;
-drop table if exists app_private.agent_api_key_secrets cascade;
-drop table if exists app_public.agent_api_keys cascade;
-drop table if exists app_public.agents cascade;
-drop table if exists app_public.agent_types cascade;
-drop table if exists app_private.time_zone_names cascade;
-drop type if exists app_public.new_agent_api_key;
 
 --------------------------------------------------------------------------------
 -- Cron expressions and time zones
@@ -1656,7 +1601,7 @@ comment on function app_private.sweep_alerts(numeric) is
   E'Every minute: marks agents with overdue heartbeats inactive, and opens or resolves `offline` alerts for the agents and boxes each rule covers.';
 
 --------------------------------------------------------------------------------
--- What ties this module to boxes (2-boxes.sql)
+-- What ties this module to boxes (the boxes and bridge migration)
 --------------------------------------------------------------------------------
 
 -- A box and what references it are always of one organization.

@@ -1,68 +1,13 @@
+--! Previous: sha1:f97a30109daf741d6932634217a920b7b1a683da
+--! Hash: sha1:59a8e07c94c57317c4ffd4cfc08c3d41b2b349ff
+--! Message: identity, tenancy and audit
+
 --
--- 1-identity: users, organizations and their members, invitations, limits and
+-- Identity: users, organizations and their members, invitations, limits and
 -- subscriptions, sessions, login attempts, password history and the audit log;
 -- the helpers every row-level security policy uses; the identity API
 -- (register, login, logout, organizations, invitations) as SQL functions.
 --
--- Re-run on every save: drop everything this file creates (tables first: their
--- policies depend on the functions; cascade, because other modules' policies,
--- keys and triggers depend on these, and their files re-create them).
---
-
-drop table if exists app_private.login_attempts cascade;
-drop table if exists app_private.password_history cascade;
-drop table if exists app_private.sessions cascade;
-drop table if exists app_private.user_secrets cascade;
-drop table if exists app_public.audit_log cascade;
-drop table if exists app_public.subscriptions cascade;
-drop table if exists app_public.organization_limits cascade;
-drop table if exists app_public.organization_invitations cascade;
-drop table if exists app_public.organization_memberships cascade;
-drop table if exists app_public.organizations cascade;
-drop table if exists app_public.users cascade;
-drop function if exists app_private.purge_expired_invitations(int) cascade;
-drop function if exists app_private.purge_login_attempts(int) cascade;
-drop function if exists app_private.purge_sessions(int) cascade;
-drop function if exists app_private.delete_expired_rows(regclass, text, int) cascade;
-drop function if exists app_private.touch_session(text) cascade;
-drop function if exists app_public.accept_invitation(text) cascade;
-drop function if exists app_public.invite_to_organization(uuid, citext, text) cascade;
-drop function if exists app_public.leave_organization(uuid) cascade;
-drop function if exists app_public.remove_organization_member(uuid, uuid) cascade;
-drop function if exists app_public.change_organization_member_role(uuid, uuid, text) cascade;
-drop function if exists app_public.create_organization(text, text) cascade;
-drop function if exists app_public.current_session() cascade;
-drop function if exists app_public."current_user"() cascade;
-drop function if exists app_public.change_password(text, text) cascade;
-drop function if exists app_public.logout_everywhere() cascade;
-drop function if exists app_public.logout() cascade;
-drop function if exists app_public.login(citext, text) cascade;
-drop function if exists app_public.register(citext, text, citext, text) cascade;
-drop function if exists app_private.create_session(uuid) cascade;
-drop function if exists app_private.set_password(uuid, text) cascade;
-drop function if exists app_private.assert_valid_password(text) cascade;
-drop function if exists app_private.create_organization(text, text, uuid) cascade;
-drop function if exists app_private.available_slug(text) cascade;
-drop function if exists app_private.tg__audit() cascade;
-drop function if exists app_private.write_audit_log(uuid, text, text, text, jsonb) cascade;
-drop function if exists app_private.tg_organization_memberships__keep_an_owner() cascade;
-drop function if exists app_private.tg_organizations__plan_limits() cascade;
-drop function if exists app_private.plan_default_limits(text) cascade;
-drop function if exists app_private.tg_users__create_secrets() cascade;
-drop function if exists app_hidden.current_user_colleague_ids() cascade;
-drop function if exists app_hidden.current_user_organization_ids(text) cascade;
-drop function if exists app_public.current_user_organization_ids() cascade;
-drop function if exists app_public.current_user_id() cascade;
-drop function if exists app_public.current_session_id() cascade;
-drop function if exists app_private.organization_role_rank(text) cascade;
-drop function if exists app_private.sha256_hex(text) cascade;
-drop function if exists app_private.session_lifetime() cascade;
-drop function if exists app_private.request_id() cascade;
-drop function if exists app_private.request_user_agent() cascade;
-drop function if exists app_private.request_ip() cascade;
-drop type if exists app_public.issued_invitation cascade;
-drop type if exists app_public.session_info cascade;
-drop type if exists app_public.session_token cascade;
 
 --------------------------------------------------------------------------------
 -- Request settings, set by the server for every GraphQL request
@@ -562,7 +507,7 @@ begin
 end;
 $$ language plpgsql volatile security definer set search_path to pg_catalog, public, pg_temp;
 comment on function app_private.tg__audit() is
-  E'Trigger: records inserts, updates and deletes in the audit log (see the comment above it in 1-identity.sql).';
+  E'Trigger: records inserts, updates and deletes in the audit log (which columns, and why: see the comment before this function in the identity migration).';
 
 create trigger _900_audit after insert or update or delete on app_public.organizations
   for each row execute procedure app_private.tg__audit('organization');
