@@ -12,7 +12,7 @@
  *   baseline      the same loops over the echo server: a frame out and back
  */
 import { execFile, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
@@ -197,6 +197,8 @@ async function benchBridge(context: BenchContext): Promise<Side & { deliveries: 
     DATABASE_VISITOR: db.visitorRole,
     MIGRATE_ON_START: "false",
     PORT: String(port),
+    // Production mode wants a key for channel secrets; the benchmark stores none.
+    ENCRYPTION_KEY: randomBytes(32).toString("base64"),
     // The benchmark measures the bridge: the command rate limits (which would stop it at 100 a minute) are off.
     BOX_COMMANDS_PER_MINUTE: "0",
     ORGANIZATION_COMMANDS_PER_HOUR: "0",

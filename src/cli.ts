@@ -92,7 +92,13 @@ async function main() {
   }
   const config = orExitOnConfigError(() => loadConfig());
   const logger = createLogger(config.logLevel);
-  const db = await openDatabase(config, logger);
+  let db: OpenDatabase;
+  try {
+    db = await openDatabase(config, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, "could not open the database");
+    process.exit(1);
+  }
   try {
     await command({ config, logger, db, args });
   } catch (error) {

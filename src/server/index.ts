@@ -61,6 +61,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     const sessionActivity = createSessionActivity(ownerPool, logger);
     preset = makePreset({ config, authPool, sessionActivity });
     pgl = postgraphile(preset);
+    // Build the schema before listening: ready means able to answer, not about to.
+    await pgl.getSchema();
     const serv = pgl.createServ(grafserv);
     await serv.addTo(app, server, false);
     graphqlUpgrade = await serv.getUpgradeHandler();
