@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "@jest/globals";
-import { Logger, parseCrontab, runOnce } from "graphile-worker";
+import { parseCrontab } from "graphile-worker";
 import pg from "pg";
 import { CRONTAB_FILE } from "../../src/worker/index.ts";
 import { createLogger } from "../../src/logger.ts";
@@ -15,15 +15,14 @@ import { allowBoxes, connect, createCommittedBox, sendCommand, type TestBox } fr
 import { pool } from "../helpers/db.ts";
 import { createCommittedUser, removeUser, type TestUser } from "../helpers/identity.ts";
 import { testConfig } from "../helpers/server.ts";
+import { runJob } from "../helpers/worker.ts";
 import { testDatabase } from "../setup/test-database.ts";
 
-const silent = new Logger(() => () => undefined);
 const taskList = createTaskList({ config: testConfig(), logger: createLogger("silent") });
 let workerPool: pg.Pool;
 
-async function run(task: string, payload: Record<string, unknown> = {}): Promise<void> {
-  await workerPool.query("select graphile_worker.add_job($1, $2::json, max_attempts := 1)", [task, JSON.stringify(payload)]);
-  await runOnce({ pgPool: workerPool, taskList, logger: silent });
+function run(task: string, payload: Record<string, unknown> = {}): Promise<void> {
+  return runJob(workerPool, taskList, task, payload);
 }
 
 async function status(id: string): Promise<string> {
